@@ -1,0 +1,72 @@
+# driftloop — one machine, no Docker needed.  `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: help setup lock test test-fast lint format
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17 is required (Spark): install a JDK 17 and retry"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --python $(PY) --quiet --compile-bytecode -r requirements/dev.lock
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'driftloop.pth').write_text('$(CURDIR)\n')"
+	@touch $@
+
+setup: $(STAMP) ## create .venv with everything from requirements/dev.lock
+
+lock: ## re-resolve the pinned lock files from requirements/*.txt
+	$(UV) pip compile requirements/dev.txt -p 3.11 --no-header -q -o requirements/dev.lock
+	$(UV) pip compile requirements/serving.txt -p 3.11 --no-header -q -o requirements/serving.lock
+
+test: setup ## run the whole suite (skew, DAG, integration and e2e tests included)
+	$(PY) -m pytest
+
+test-fast: setup ## unit tests only
+	$(PY) -m pytest -m "not slow"
+
+lint: setup ## ruff lint + format check, mypy on the pure packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+DATA ?=
+SOURCE ?=
+STACK := $(PY) deploy/local/stack.py
+
+.PHONY: demo up down status
+demo: setup ## start Airflow + MLflow + API, train through Airflow (DATA=path for real data), predict
+	$(STACK) demo --data "$(DATA)" $(if $(SOURCE),--source $(SOURCE),)
+
+up: setup ## start the embedded stack only
+	$(STACK) up
+
+down: ## stop everything `make demo` / `make up` started
+	@test -x $(PY) && $(STACK) down || echo "nothing to stop (no .venv)"
+
+status: ## show which services run and are healthy
+	@$(STACK) status
+
+.PHONY: bench bench-quality bench-drift bench-serving
+bench: bench-serving bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json)
+
+bench-quality: setup ## model search on IMDB (aclImdb split) vs the published table
+	$(PY) -m bench.quality_bench
+
+bench-drift: setup ## detection / false-alarm rates over replayed daily batches
+	$(PY) -m bench.drift_bench
+
+bench-serving: setup ## this API vs `mlflow models serve` on the same model version
+	$(PY) -m bench.serving_bench

@@ -1,0 +1,1 @@
+"""Small shared plumbing: settings and paths used by every process kind."""
