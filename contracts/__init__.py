@@ -1,0 +1,1 @@
+"""Data contracts: column names, dtypes, Pandera schemas, API models, versions."""

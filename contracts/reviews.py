@@ -1,0 +1,237 @@
+"""The review-sentiment contract: raw columns, feature columns, API shapes.
+
+Every process kind reads its column names and dtypes from here, so a rename
+is one edit. `FEATURE_CONTRACT_VERSION` names the feature definitions a model
+was trained with; the registry records it and serving refuses a model whose
+version it does not compute. `FEATURE_FINGERPRINT` is a hash of what
+`features.build_features` returns on a fixed set of hostile inputs; a test
+recomputes it, so changing a feature without bumping the version fails CI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import pandera.pandas as pa
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+
+from features.reviews import FEATURE_COLUMNS, FEATURE_DTYPES, NUMERIC_FEATURES, TEXT_CLEAN
+
+FEATURE_CONTRACT_VERSION = "reviews-v1"
+FEATURE_FINGERPRINT = "24081e15e33e399f"
+
+# Canonical raw columns after a source's own names are mapped.
+RAW_TEXT = "text"
+RAW_LABEL = "label"
+ROW_ID = "review_id"
+SPLIT = "split"
+LABEL_NAMES = {0: "negative", 1: "positive"}
+SPLITS = ("train", "valid", "test")
+
+# Hard limits shared by ingestion (quarantine) and the API (422).
+MAX_TEXT_CHARS = 20_000
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "FEATURE_CONTRACT_VERSION",
+    "FEATURE_DTYPES",
+    "NUMERIC_FEATURES",
+    "TEXT_CLEAN",
+]
+
+
+raw_schema = pa.DataFrameSchema(
+    {
+        RAW_TEXT: pa.Column(str, nullable=False, checks=pa.Check.str_length(1, MAX_TEXT_CHARS)),
+        RAW_LABEL: pa.Column("int64", checks=pa.Check.isin([0, 1])),
+    },
+    strict=False,
+    coerce=False,
+    name="raw_reviews",
+)
+
+feature_schema = pa.DataFrameSchema(
+    {
+        TEXT_CLEAN: pa.Column(str, nullable=False),
+        "n_chars": pa.Column("int64", pa.Check.ge(0)),
+        "n_words": pa.Column("int64", pa.Check.ge(0)),
+        "upper_ratio": pa.Column("float64", pa.Check.in_range(0.0, 1.0)),
+        "n_exclaim": pa.Column("int64", pa.Check.ge(0)),
+        "n_question": pa.Column("int64", pa.Check.ge(0)),
+        "n_html_tags": pa.Column("int64", pa.Check.ge(0)),
+        "n_negations": pa.Column("int64", pa.Check.ge(0)),
+        "avg_word_len": pa.Column("float64", pa.Check.ge(0.0)),
+        "elongated_words": pa.Column("int64", pa.Check.ge(0)),
+    },
+    strict=False,
+    name="review_features",
+)
+
+training_frame_schema = feature_schema.add_columns(
+    {
+        RAW_LABEL: pa.Column("int64", pa.Check.isin([0, 1])),
+        SPLIT: pa.Column(str, pa.Check.isin(list(SPLITS))),
+    }
+)
+
+
+# ---- API models -------------------------------------------------------------
+
+
+class ReviewBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="The raw review text, as a user wrote it (HTML allowed).",
+        examples=["A gripping film. I was not bored for a second!"],
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # Ingestion quarantines blank reviews (reason empty_text); the API
+        # refuses them the same way instead of scoring an empty document.
+        if not value.strip():
+            raise ValueError("text must contain at least one non-whitespace character")
+        return value
+
+
+class PredictRequest(ReviewBase):
+    """One review to score."""
+
+
+class PredictResponse(BaseModel):
+    label: int = Field(..., description="0 = negative, 1 = positive")
+    label_name: str
+    probability: float = Field(..., ge=0.0, le=1.0, description="P(positive)")
+    model_version: str
+    request_id: str
+    features: dict[str, Any] | None = Field(
+        default=None, description="The computed features (only with ?return_features=true)."
+    )
+
+
+def _require_non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text must contain at least one non-whitespace character")
+    return value
+
+
+ReviewText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS),
+    AfterValidator(_require_non_blank),
+]
+
+
+class BatchPredictRequest(BaseModel):
+    """Several reviews scored in one call; each obeys the same rules as PredictRequest.text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[ReviewText] = Field(
+        ...,
+        min_length=1,
+        description="Raw review texts. The server caps how many one request may carry (413 above).",
+        examples=[["Loved it!", "Two hours I will never get back."]],
+    )
+
+
+class BatchPrediction(BaseModel):
+    request_id: str = Field(..., description="Id of this review's prediction, for POST /feedback.")
+    label: int = Field(..., description="0 = negative, 1 = positive")
+    label_name: str
+    probability: float = Field(..., ge=0.0, le=1.0, description="P(positive)")
+
+
+class BatchPredictResponse(BaseModel):
+    model_version: str
+    request_id: str = Field(..., description="Id of the whole request; items use <id>-<index>.")
+    predictions: list[BatchPrediction]
+
+
+class FeedbackRequest(BaseModel):
+    """The true label of an earlier prediction, once it is known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(..., min_length=1, max_length=200, description="From a prediction.")
+    label: StrictInt = Field(..., ge=0, le=1, description="0 = negative, 1 = positive")
+
+
+class FeedbackResponse(BaseModel):
+    request_id: str
+    label: int
+    label_name: str
+    received_at: datetime
+
+
+# ---- sources (label maps are data) ------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def load_sources() -> dict[str, dict[str, Any]]:
+    """The known raw sources from sources.yaml."""
+    path = Path(__file__).with_name("sources.yaml")
+    return yaml.safe_load(path.read_text())["sources"]
+
+
+def map_label(value: Any, label_map: dict[str, int]) -> int | None:
+    """Map a raw label value to 0/1 with the source's map, None if unmapped."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    key = str(value).strip()
+    if key in label_map:
+        return int(label_map[key])
+    lowered = key.lower()
+    return int(label_map[lowered]) if lowered in label_map else None
+
+
+# ---- fingerprint ---------------------------------------------------------------
+
+FINGERPRINT_INPUTS: tuple[Any, ...] = (
+    "",
+    None,
+    float("nan"),
+    "   ",
+    "Plain review. Nothing special.",
+    "I LOVED it!!! <br /><br />Best film, don\x92t miss &amp; see",
+    "Was it good?? No... NOT at all. I can't recommend it",
+    "caf\u00e9 \u00bd \ufb01ne \u2018quoted\u2019 \u201cdouble\u201d \u2014 dash",
+    "\x00\x07ctrl\x1b chars\x7f and \u200b zero width",
+    "emoji \U0001f600\U0001f44d and sooooo goooood",
+    "<p>para</p><div class='x'>html</div> a < b > c",
+    "\u0130stanbul \u00df \u01c5 casefolds",
+    "word " * 500,
+)
+
+
+def feature_fingerprint() -> str:
+    """sha256 of build_features' output on FINGERPRINT_INPUTS."""
+    from features.reviews import build_features
+
+    frame = build_features(pd.DataFrame({RAW_TEXT: list(FINGERPRINT_INPUTS)}))
+    payload = json.dumps(
+        {"dtypes": {k: str(v) for k, v in frame.dtypes.items()}, "rows": frame.to_dict("records")},
+        sort_keys=True,
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
