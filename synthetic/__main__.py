@@ -1,0 +1,5 @@
+import sys
+
+from synthetic.reviews import main
+
+sys.exit(main())
