@@ -1,0 +1,172 @@
+"""Score a model on held-out data: the metrics every stage and the gate compare.
+
+`compute_metrics` is pure (labels + probabilities in, floats out) so the
+validation score in training, the test score of a run and the gate's
+re-scoring of the champion are the same numbers computed the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.calibration import CalibrationDisplay
+
+from training import mlflow_utils
+from training.data import feature_frame, labels, load_features, split_frames
+
+log = logging.getLogger(__name__)
+
+METRIC_NAMES = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss", "brier", "ece")
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+ECE_BINS = 10
+
+
+def expected_calibration_error(
+    y_true: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """Weighted gap between predicted P(positive) and the observed positive rate.
+
+    Equal-width bins over [0, 1] of P(positive), binned like sklearn's
+    `calibration_curve(strategy="uniform")` (the last bin includes 1.0);
+    each bin contributes |mean label - mean probability| weighted by its share
+    of rows. 0 is perfectly calibrated.
+    """
+    if len(proba) == 0:
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.searchsorted(edges[1:-1], proba, side="right")
+    total = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            total += mask.mean() * abs(float(y_true[mask].mean()) - float(proba[mask].mean()))
+    return float(total)
+
+
+def compute_metrics(
+    y_true: np.ndarray | pd.Series | list[int],
+    proba: np.ndarray | pd.Series | list[float],
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """Binary metrics from labels and P(positive).
+
+    Labels are predicted as `proba >= threshold`. roc_auc is NaN when only one
+    class is present (it is undefined, and a silent 0.5 would mislead the gate).
+    """
+    y = np.asarray(y_true, dtype="int64")
+    p = np.asarray(proba, dtype="float64")
+    if p.ndim == 2:
+        p = p[:, 1]
+    if y.shape != p.shape:
+        raise ValueError(f"y_true has shape {y.shape} but proba has shape {p.shape}")
+    if len(y) == 0:
+        raise ValueError("cannot compute metrics on 0 rows")
+    if not set(np.unique(y)) <= {0, 1}:
+        raise ValueError(f"y_true must be 0/1, got values {sorted(set(np.unique(y)))[:5]}")
+    if np.isnan(p).any() or p.min() < 0 or p.max() > 1:
+        raise ValueError("proba must be probabilities in [0, 1] without NaN")
+    pred = (p >= threshold).astype("int64")
+    both_classes = len(np.unique(y)) == 2
+    return {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both_classes else math.nan,
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y, p, pos_label=1)),
+        "ece": expected_calibration_error(y, p),
+    }
+
+
+def score_frame(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """P(positive) of a fitted pipeline on the feature columns of `frame`."""
+    return np.asarray(model.predict_proba(feature_frame(frame)))[:, 1]
+
+
+def plot_evaluation(y_true: np.ndarray, proba: np.ndarray, title: str, path: Path) -> Path:
+    """Confusion matrix, ROC, precision-recall and calibration curves in one PNG.
+
+    One figure (not four files) so a run's evaluation reads at a glance; the
+    calibration panel's title carries the expected calibration error.
+    """
+    y = np.asarray(y_true, dtype="int64")
+    p = np.asarray(proba, dtype="float64")
+    both_classes = len(np.unique(y)) == 2
+    fig, axes = plt.subplots(2, 2, figsize=(10, 9))
+    ax_cm, ax_roc, ax_pr, ax_cal = axes.ravel()
+    try:
+        skm.ConfusionMatrixDisplay.from_predictions(
+            y, (p >= 0.5).astype(int), display_labels=["negative", "positive"], ax=ax_cm
+        )
+        ax_cm.set_title("confusion matrix (threshold 0.5)")
+        if both_classes:
+            skm.RocCurveDisplay.from_predictions(y, p, ax=ax_roc)
+            skm.PrecisionRecallDisplay.from_predictions(y, p, ax=ax_pr, plot_chance_level=True)
+        ax_roc.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        ax_roc.set_title("ROC")
+        ax_pr.set_title("precision-recall")
+        CalibrationDisplay.from_predictions(y, p, n_bins=ECE_BINS, ax=ax_cal)
+        ax_cal.set_title(f"calibration (ECE {expected_calibration_error(y, p):.4f})")
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def evaluate_run(run_id: str, features_dir: str) -> dict[str, float]:
+    """Score the run's model on the **test** split and record it on the run.
+
+    Logs `test_*` metrics, `evaluation/test_metrics.json` and
+    `evaluation/test_plots.png` to the run; returns the metrics (plain names).
+    """
+    mlflow_utils.configure()
+    model_uri = mlflow_utils.model_uri_for_run(run_id)
+    model = mlflow.sklearn.load_model(model_uri)
+    _, _, test = split_frames(load_features(features_dir))
+    y = labels(test).to_numpy()
+    proba = score_frame(model, test)
+    result = compute_metrics(y, proba)
+    mlflow_utils.log_metrics_to_run(run_id, result, prefix="test_")
+    mlflow_utils.log_metrics_to_run(run_id, {"n_test": len(test)})
+    mlflow_utils.set_run_tags(run_id, {"test_features_dir": str(features_dir)})
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "test_metrics.json"
+        report.write_text(json.dumps({"n_test": len(test), **result}, indent=2))
+        plot = plot_evaluation(y, proba, f"run {run_id[:8]} on test", Path(tmp) / "test_plots.png")
+        mlflow_client = mlflow_utils.client()
+        mlflow_client.log_artifact(run_id, str(report), artifact_path="evaluation")
+        mlflow_client.log_artifact(run_id, str(plot), artifact_path="evaluation")
+    log.info("run %s test metrics: %s", run_id, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Score a training run on the test split.")
+    parser.add_argument("run_id")
+    parser.add_argument("--features", required=True, help="Parquet folder written by featurize")
+    args = parser.parse_args(argv)
+    print(json.dumps(evaluate_run(args.run_id, args.features), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
