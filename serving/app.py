@@ -1,0 +1,254 @@
+"""The FastAPI application: factory, lifespan, wiring.
+
+`create_app()` builds an app from `ServingSettings` (read from the environment
+when not given), so uvicorn can start several workers from the import string
+`serving.app:create_app` with `factory=True`. Start-up never fails for lack of
+a model: the lifespan starts a background loader and waits a bounded time for
+its first attempt; until a model is in, `/health` answers 200 and `/ready` and
+`/predict` answer 503 with the reason. That lets the demo start the API before
+the first training run has registered a champion.
+
+Shutdown (uvicorn runs it on SIGTERM, after in-flight requests finished):
+score whatever is still queued in the micro-batcher, stop the model loader,
+write every queued prediction-log row, close the rate limiter's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pandera.errors import SchemaError, SchemaErrors
+
+from contracts.reviews import FEATURE_CONTRACT_VERSION, RAW_TEXT, feature_schema
+from features.reviews import build_features
+from serving.batching import BatchObserver, MicroBatcher
+from serving.config import ServingSettings
+from serving.metrics import ServingMetrics
+from serving.middleware import ServingMiddleware
+from serving.model import LoadedModel, ModelHolder, ModelNotLoadedError, keep_model_loaded
+from serving.prediction_log import PredictionLog
+from serving.ratelimit import build_rate_limiter
+from serving.routes import router
+from serving.runtime import ServingRuntime
+
+log = logging.getLogger(__name__)
+
+_SELF_CHECK_TEXTS = (
+    "",
+    "A GREAT film!!! <br />Not boring at all... sooo good?",
+    "caf\u00e9 \u2014 ok",
+)
+
+
+class FeatureSchemaError(RuntimeError):
+    """build_features no longer produces what contracts.reviews.feature_schema describes."""
+
+
+def check_feature_schema() -> None:
+    """Validate build_features' output against the contract once, at start-up.
+
+    Per request this check costs far more than computing the features, so it
+    runs here on a few awkward inputs: a server whose feature code and contract
+    disagree refuses to start instead of serving skewed features.
+    """
+    frame = build_features(pd.DataFrame({RAW_TEXT: list(_SELF_CHECK_TEXTS)}))
+    try:
+        feature_schema.validate(frame, lazy=True)
+    except (SchemaError, SchemaErrors) as error:
+        raise FeatureSchemaError(
+            f"features.reviews.build_features does not satisfy contracts.reviews.feature_schema "
+            f"({FEATURE_CONTRACT_VERSION}): {error}"
+        ) from error
+
+
+@contextlib.contextmanager
+def _mlflow_client_env(settings: ServingSettings) -> Iterator[None]:
+    """Configure MLflow's client for a server process (it reads these per call); restore on exit.
+
+    Registry retries and timeout come from the settings; download progress bars
+    are turned off because they only clutter the server log.
+    """
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.registry_max_retries),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.registry_timeout_seconds),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    previous = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+async def _no_model(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def _printable(value: Any) -> Any:
+    """Echoed input made safe for a UTF-8 JSON answer (raw bytes, lone surrogates)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
+
+
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 shape; its default handler fails (500) on input it cannot encode."""
+    return JSONResponse(
+        {"detail": _printable(jsonable_encoder(_printable(list(error.errors()))))},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ServingSettings = app.state.settings
+    holder: ModelHolder = app.state.holder
+    runtime: ServingRuntime = app.state.runtime
+    check_feature_schema()
+    if runtime.prediction_log is not None:
+        await anyio.to_thread.run_sync(runtime.prediction_log.start)
+    with _mlflow_client_env(settings):
+        first_attempt_done = asyncio.Event()
+        loader = asyncio.create_task(
+            keep_model_loaded(
+                holder,
+                settings.model_name,
+                settings.model_alias,
+                retry_seconds=settings.load_retry_seconds,
+                reload_seconds=settings.reload_interval_seconds,
+                first_attempt_done=first_attempt_done,
+            ),
+            name="driftloop-model-loader",
+        )
+        try:
+            await asyncio.wait_for(first_attempt_done.wait(), settings.startup_wait_seconds)
+        except TimeoutError:
+            log.warning(
+                "no answer from the registry within %.0f s; accepting traffic, still loading",
+                settings.startup_wait_seconds,
+            )
+        try:
+            yield
+        finally:
+            await runtime.batcher.drain()
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            if runtime.prediction_log is not None:
+                await anyio.to_thread.run_sync(
+                    runtime.prediction_log.close, settings.graceful_shutdown_seconds
+                )
+            if runtime.rate_limiter is not None:
+                await runtime.rate_limiter.close()
+
+
+def _watch_model(holder: ModelHolder, metrics: ServingMetrics) -> None:
+    """Report loads and failed loads of `holder` in the metrics."""
+
+    def loaded(model: LoadedModel) -> None:
+        metrics.reloads.labels("loaded").inc()
+        metrics.set_model(
+            model.name, model.version, model.loaded_at.timestamp(), model.load_seconds
+        )
+
+    def failed(reason: str) -> None:
+        metrics.reloads.labels("failed").inc()
+
+    holder.on_loaded = loaded
+    holder.on_failed = failed
+    if holder.current is not None:
+        loaded(holder.current)
+
+
+def _batch_observer(metrics: ServingMetrics, threshold: float) -> BatchObserver:
+    def observe(rows: int, seconds: float, probabilities: np.ndarray) -> None:
+        metrics.observe_batch(rows, seconds, probabilities.tolist(), threshold)
+
+    return observe
+
+
+def create_app(
+    settings: ServingSettings | None = None, holder: ModelHolder | None = None
+) -> FastAPI:
+    """A ready-to-serve app; `settings` default to the environment."""
+    settings = settings or ServingSettings()
+    app = FastAPI(
+        title="driftloop review sentiment",
+        version=FEATURE_CONTRACT_VERSION,
+        summary="Scores reviews with the registered champion model.",
+        description=(
+            f"Serves `{settings.model_name}@{settings.model_alias}` from the MLflow registry. "
+            "Features are computed with the same `features.reviews` code that training uses."
+        ),
+        lifespan=lifespan,
+    )
+    metrics = ServingMetrics()
+    holder = holder or ModelHolder(settings.mlflow_tracking_uri, gc_freeze=settings.gc_freeze)
+    _watch_model(holder, metrics)
+    prediction_log = None
+    if settings.prediction_log_enabled:
+        prediction_log = PredictionLog(
+            settings.prediction_log_url,
+            flush_seconds=settings.prediction_log_flush_seconds,
+            batch_rows=settings.prediction_log_batch_rows,
+            max_queue=settings.prediction_log_max_queue,
+            on_written=metrics.log_written.inc,
+            on_dropped=metrics.log_dropped.inc,
+            on_depth=metrics.log_queue_depth.set,
+        )
+    runtime = ServingRuntime(
+        settings=settings,
+        holder=holder,
+        metrics=metrics,
+        batcher=MicroBatcher(
+            holder,
+            max_size=settings.batch_max_size,
+            max_wait_seconds=settings.batch_max_wait_ms / 1000.0,
+            on_batch=_batch_observer(metrics, settings.decision_threshold),
+        ),
+        prediction_log=prediction_log,
+        rate_limiter=build_rate_limiter(
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            settings.redis_url,
+            prefix=settings.rate_limit_redis_prefix,
+        ),
+    )
+    app.state.settings = settings
+    app.state.holder = holder
+    app.state.runtime = runtime
+    app.add_middleware(
+        ServingMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.request_timeout_seconds,
+        access_log_enabled=settings.access_log,
+    )
+    app.add_exception_handler(ModelNotLoadedError, _no_model)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.include_router(router)
+    return app

@@ -1,0 +1,190 @@
+"""Adaptive micro-batching: concurrent requests share one vectorised model call.
+
+Every request hands its text(s) to `MicroBatcher.score` and awaits a future.
+The batcher scores on the event loop, not in a thread: the work is GIL-bound
+CPU, so a thread hop would only add latency. When to score:
+
+- a lone request (the previous batch held one group) is scored at the next
+  turn of the loop, together with whatever else was already queued, so at
+  concurrency 1 nothing waits;
+- under concurrent load (the previous batch held several groups) the batcher
+  waits up to `max_wait` for more requests to arrive, but no longer than
+  until as many requests as last time (or `max_size` reviews) are queued, so
+  a steady load never waits for requests that are not coming;
+- while a batch is being scored, new requests queue up behind it, so batch
+  size grows with load on its own.
+
+A group (one /predict request, or all reviews of one /predict/batch request)
+is never split. Each batch is scored with one model snapshot, so every answer
+names the version that produced it even while a reload swaps models. If a
+batch fails, its groups are retried one by one so a request can only fail
+because of its own input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from features.reviews import FEATURE_COLUMNS, featurize_texts
+from serving.model import LoadedModel, ModelHolder, ModelNotLoadedError
+
+log = logging.getLogger(__name__)
+
+BatchObserver = Callable[[int, float, np.ndarray], None]
+"""Called after each model call with (reviews, seconds, probabilities)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One group's answer: the model that scored it, P(positive) and features per review."""
+
+    model: LoadedModel
+    probabilities: np.ndarray
+    feature_rows: list[tuple[Any, ...]]
+    ts_us: int
+
+
+@dataclass
+class _Group:
+    texts: Sequence[str]
+    future: asyncio.Future[Scored]
+
+
+class MicroBatcher:
+    """Gathers groups of texts and scores them together with the current model."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        *,
+        max_size: int = 64,
+        max_wait_seconds: float = 0.002,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        self.holder = holder
+        self.max_size = max_size
+        self.max_wait_seconds = max_wait_seconds
+        self.on_batch = on_batch
+        self.batches = 0
+        self._pending: collections.deque[_Group] = collections.deque()
+        self._pending_rows = 0
+        self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._immediate = False
+        self._last_groups = 1
+
+    @property
+    def pending(self) -> int:
+        """Reviews waiting to be scored."""
+        return self._pending_rows
+
+    async def score(self, texts: Sequence[str]) -> Scored:
+        """Score `texts` (one request's worth) in the next batch."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Scored] = loop.create_future()
+        self._pending.append(_Group(texts, future))
+        self._pending_rows += len(texts)
+        if self._pending_rows >= self.max_size or (
+            self._last_groups > 1 and len(self._pending) >= self._last_groups
+        ):
+            self._schedule(loop, immediate=True)
+        elif self._handle is None:
+            loaded = self._last_groups > 1 and self.max_wait_seconds > 0
+            self._schedule(loop, immediate=not loaded)
+        return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, *, immediate: bool) -> None:
+        if self._handle is not None:
+            if self._immediate or not immediate:
+                return
+            self._handle.cancel()
+        self._immediate = immediate
+        if immediate:
+            self._handle = loop.call_soon(self._flush)
+        else:
+            self._handle = loop.call_later(self.max_wait_seconds, self._flush)
+
+    def _take(self) -> list[_Group]:
+        taken: list[_Group] = []
+        rows = 0
+        while self._pending and (not taken or rows + len(self._pending[0].texts) <= self.max_size):
+            group = self._pending.popleft()
+            self._pending_rows -= len(group.texts)
+            if group.future.done():  # cancelled by the request timeout
+                continue
+            taken.append(group)
+            rows += len(group.texts)
+        return taken
+
+    def _flush(self) -> None:
+        self._handle = None
+        groups = self._take()
+        if self._pending:
+            self._schedule(asyncio.get_running_loop(), immediate=True)
+        if not groups:
+            return
+        self._last_groups = len(groups)
+        self.score_now(groups)
+
+    def score_now(self, groups: list[_Group]) -> None:
+        """Score these groups in one call and resolve their futures."""
+        model = self.holder.current
+        if model is None:
+            error = ModelNotLoadedError(self.holder.not_ready_reason())
+            for group in groups:
+                if not group.future.done():
+                    group.future.set_exception(error)
+            return
+        try:
+            self._score_groups(model, groups)
+        except Exception as error:
+            if len(groups) == 1:
+                log.exception("scoring a request failed")
+                if not groups[0].future.done():
+                    groups[0].future.set_exception(error)
+                return
+            log.warning(
+                "a batch of %d requests failed (%s); scoring them one by one", len(groups), error
+            )
+            for group in groups:
+                self.score_now([group])
+
+    def _score_groups(self, model: LoadedModel, groups: list[_Group]) -> None:
+        texts: list[str] = []
+        for group in groups:
+            texts.extend(group.texts)
+        started = time.perf_counter()
+        columns = featurize_texts(texts)
+        probabilities = model.scorer.score(columns)
+        elapsed = time.perf_counter() - started
+        rows = list(zip(*(columns[name] for name in FEATURE_COLUMNS), strict=True))
+        ts_us = time.time_ns() // 1000
+        self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(len(texts), elapsed, probabilities)
+        start = 0
+        for group in groups:
+            end = start + len(group.texts)
+            if not group.future.done():
+                group.future.set_result(
+                    Scored(model, probabilities[start:end], rows[start:end], ts_us)
+                )
+            start = end
+
+    async def drain(self) -> None:
+        """Score everything still queued (at shutdown)."""
+        while self._pending:
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            groups = self._take()
+            if groups:
+                self.score_now(groups)
+            await asyncio.sleep(0)

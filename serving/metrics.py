@@ -1,0 +1,209 @@
+"""Prometheus metrics of one serving process (or, in multiprocess mode, of all workers).
+
+Each app owns a `CollectorRegistry`, so tests can build many apps in one
+process without name clashes. With several uvicorn workers, `python -m
+serving` points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder before the
+workers start; every worker then writes its samples there and `/metrics`,
+whichever worker answers it, aggregates them all (counters and histograms
+summed, per-worker gauges labelled by pid). Without that variable each
+worker reports only itself.
+
+Label values are bounded: routes are the app's path templates (anything
+else is `unmatched`), statuses are HTTP codes, labels are 0/1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class ServingMetrics:
+    """All metrics the API exports; `render()` is the /metrics body."""
+
+    def __init__(self) -> None:
+        self.multiprocess = multiprocess_enabled()
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            "driftloop_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "driftloop_http_request_duration_seconds",
+            "Time from request received to response sent, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "driftloop_batch_size",
+            "Reviews scored per model call (micro-batches and /predict/batch).",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.scoring_seconds = Histogram(
+            "driftloop_scoring_duration_seconds",
+            "Features + model time per model call.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.score = Histogram(
+            "driftloop_prediction_score",
+            "Distribution of P(positive) over answered predictions.",
+            buckets=SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.predicted = Counter(
+            "driftloop_predictions",
+            "Answered predictions by predicted label.",
+            ["label"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "driftloop_model_info",
+            "1 for the model version being served (0 for versions served before).",
+            ["name", "version"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.model_loaded_at = Gauge(
+            "driftloop_model_loaded_timestamp_seconds",
+            "Unix time the served model finished loading.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.model_load_seconds = Gauge(
+            "driftloop_model_load_duration_seconds",
+            "Registry lookup + download + unpickle + self-check of the served model.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.reloads = Counter(
+            "driftloop_model_reloads",
+            "Model load attempts by outcome (loaded, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.log_queue_depth = Gauge(
+            "driftloop_prediction_log_queue_depth",
+            "Predictions waiting in memory to be written to the prediction log.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.log_written = Counter(
+            "driftloop_prediction_log_written_rows",
+            "Predictions written to the prediction log.",
+            registry=registry,
+        )
+        self.log_dropped = Counter(
+            "driftloop_prediction_log_dropped_rows",
+            "Predictions dropped because the in-memory queue was full (store unreachable).",
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "driftloop_rate_limited_requests",
+            "Requests refused with 429, by route template.",
+            ["route"],
+            registry=registry,
+        )
+        self.rate_limiter_errors = Counter(
+            "driftloop_rate_limiter_errors",
+            "Rate-limit checks that failed (Redis unreachable); such requests are let through.",
+            registry=registry,
+        )
+        if not self.multiprocess:
+            ProcessCollector(registry=registry)
+        self._served: tuple[str, str] | None = None
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._label_children = (self.predicted.labels("0"), self.predicted.labels("1"))
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one answered request (label lookups cached: this runs per request)."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def set_model(
+        self, name: str, version: str, loaded_at_unix: float, load_seconds: float
+    ) -> None:
+        """Point the model gauges at a newly loaded version."""
+        if self._served is not None and self._served != (name, version):
+            self.model_info.labels(*self._served).set(0)
+        self.model_info.labels(name, version).set(1)
+        self._served = (name, version)
+        self.model_loaded_at.set(loaded_at_unix)
+        self.model_load_seconds.set(load_seconds)
+
+    def observe_batch(
+        self, rows: int, seconds: float, scores: Sequence[float], threshold: float
+    ) -> None:
+        """One model call: its size and time, and the score and label of every review in it."""
+        self.batch_size.observe(rows)
+        self.scoring_seconds.observe(seconds)
+        observe = self.score.observe
+        positives = 0
+        for value in scores:
+            observe(value)
+            positives += value >= threshold
+        if positives:
+            self._label_children[1].inc(positives)
+        if len(scores) - positives:
+            self._label_children[0].inc(len(scores) - positives)
+
+    def render(self) -> bytes:
+        """The exposition text: this registry, or every worker's files in multiprocess mode."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

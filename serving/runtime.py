@@ -1,0 +1,54 @@
+"""Everything one app instance serves with, bundled so routes reach it in one lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from serving.batching import MicroBatcher, Scored
+from serving.config import ServingSettings
+from serving.metrics import ServingMetrics
+from serving.model import ModelHolder
+from serving.prediction_log import PredictionLog
+from serving.ratelimit import RateLimiter
+
+
+@dataclass
+class ServingRuntime:
+    """Settings, model holder, batcher, prediction log, rate limiter and metrics of one app."""
+
+    settings: ServingSettings
+    holder: ModelHolder
+    metrics: ServingMetrics
+    batcher: MicroBatcher
+    prediction_log: PredictionLog | None
+    rate_limiter: RateLimiter | None
+
+    def log_predictions(
+        self,
+        request_ids: Sequence[str],
+        texts: Sequence[str],
+        scored: Scored,
+        labels: Sequence[int],
+    ) -> None:
+        """Queue one prediction-log row per review (never blocks)."""
+        log = self.prediction_log
+        if log is None:
+            return
+        model = scored.model
+        ts_us = scored.ts_us
+        for request_id, text, features, probability, label in zip(
+            request_ids, texts, scored.feature_rows, scored.probabilities, labels, strict=True
+        ):
+            log.record(
+                (
+                    request_id,
+                    ts_us,
+                    model.name,
+                    model.version,
+                    text,
+                    *features,
+                    float(probability),
+                    label,
+                )
+            )

@@ -1,0 +1,67 @@
+"""Response models of the operational endpoints (the prediction shapes live in contracts/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Health(BaseModel):
+    """Liveness: the process answers."""
+
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    """Readiness: a model is loaded and predictions will be answered."""
+
+    status: str = "ready"
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    """Which model answers, where it came from, and how long it took to load."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    alias: str
+    version: str
+    run_id: str | None
+    feature_contract_version: str
+    loaded_at: datetime
+    load_seconds: float = Field(
+        ..., description="Registry lookup + download + unpickle + scoring self-check."
+    )
+    scoring_path: str = Field(
+        ...,
+        description=(
+            "fast: ColumnTransformer branches driven directly; pipeline: the model's own "
+            "predict_proba (used when the fast path does not reproduce it exactly)."
+        ),
+    )
+    loads: int = Field(..., description="Models loaded by this process since it started.")
+    last_reload_error: str | None = Field(
+        default=None,
+        description="Set when a newer alias target could not be loaded; this model still serves.",
+    )
+
+
+class ErrorDetail(BaseModel):
+    """Shape of 503 answers (and of FastAPI's HTTPException answers in general)."""
+
+    detail: str
+
+
+class ReloadResult(BaseModel):
+    """What POST /admin/reload did."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    changed: bool = Field(..., description="A model was (re)loaded and swapped in.")
+    previous_version: str | None
+    version: str
+    loaded_at: datetime
+    load_seconds: float
+    scoring_path: str

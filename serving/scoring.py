@@ -1,0 +1,258 @@
+"""Scoring many reviews at once, as fast as the model allows, with the pipeline's exact numbers.
+
+`features.reviews.featurize_texts` computes the features (the same code
+`build_features` wraps, minus the DataFrame). A fitted scikit-learn
+`Pipeline(ColumnTransformer, ..., classifier)` then spends most of a
+single-review call in glue: selecting columns from a DataFrame, feature-name
+and output-container checks, joblib dispatch. `FastPipelineScorer` feeds each
+branch of the ColumnTransformer its columns directly (a list of texts, a 2-D
+numeric array), stacks the branch outputs the way ColumnTransformer does and
+runs the remaining steps unchanged, so every arithmetic operation is the one
+the pipeline would have done.
+
+Equality is not assumed, it is checked: `compile_scorer` scores a fixed set of
+awkward reviews one at a time through the untouched pipeline and as one batch
+through each candidate, and keeps the first candidate that reproduces every
+probability bit for bit. A model the fast path does not reproduce exactly is
+served through its own `predict_proba` (and, if even batching changes its
+numbers, one review at a time), so speed never changes an answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_array
+
+from contracts.reviews import RAW_TEXT
+from features.reviews import FEATURE_COLUMNS, FEATURE_DTYPES, build_features, featurize_texts
+
+log = logging.getLogger(__name__)
+
+FeatureColumns = Mapping[str, Sequence[Any]]
+
+# Reviews that exercise every feature: markup, entities, shouting, negations,
+# elongation, non-ASCII, control characters, long and one-word texts.
+CHECK_TEXTS: tuple[str, ...] = (
+    "",
+    "a",
+    "A GREAT film!!! <br />Not boring at all... sooo good?",
+    "caf\u00e9 \u2014 ok",
+    "An absolute delight from start to finish, I loved every minute!",
+    "Dull, badly acted and far too long. I want those two hours back.",
+    "It was NOT terrible... <br /><br />but sooo slow?? Don\x92t bother &amp; skip",
+    "I can't recommend it. Nobody should waste money on this; nothing works.",
+    "<p>Five stars.</p> <i>Would buy again</i> &lt;3",
+    "Terrible terrible TERRIBLE acting, worst plot ever?!?!",
+    "emoji \U0001f600\U0001f44d and ZWJ \U0001f469\u200d\U0001f467 sequences, so goooood",
+    "ctrl \x00\x07\x1b chars \x7f and \u200b\u2028 separators",
+    "The battery died after two days and support never answered my emails.",
+    "Solid performances, a clever script and a score that stays with you.",
+    "meh. it was fine i guess, not great not awful",
+    "Ein wunderbarer Film, ich habe jede Minute genossen. Tr\u00e8s bien !",
+    "\u0130stanbul \u00df \u01c5 \ufb01ne \u2018quoted\u2019 \u201cdouble\u201d",
+    "Tabs\tand\r\nnewlines\n\nand    runs   of spaces",
+    "10/10 would watch again!!! " * 12,
+    "This is a long and winding review that says many things about the film. " * 40,
+)
+
+
+class Scorer(Protocol):
+    """P(positive) for each row of a featurize_texts() column mapping."""
+
+    name: str
+
+    def score(self, columns: FeatureColumns) -> np.ndarray: ...
+
+
+class ScorerMismatchError(RuntimeError):
+    """No scoring path reproduces the pipeline's own probabilities."""
+
+
+def feature_frame(columns: FeatureColumns) -> pd.DataFrame:
+    """The DataFrame build_features would return for these columns (same dtypes)."""
+    return pd.DataFrame(
+        {name: np.array(columns[name], dtype=FEATURE_DTYPES[name]) for name in FEATURE_COLUMNS},
+        copy=False,
+    )
+
+
+@dataclass
+class PipelineScorer:
+    """The pipeline's own predict_proba on a feature DataFrame: always right, slower."""
+
+    pipeline: Any
+    positive_index: int
+    name: str = "pipeline"
+
+    def score(self, columns: FeatureColumns) -> np.ndarray:
+        proba = np.asarray(self.pipeline.predict_proba(feature_frame(columns)))
+        return np.ascontiguousarray(proba[:, self.positive_index], dtype=np.float64)
+
+
+@dataclass
+class RowByRowScorer:
+    """The pipeline one row at a time, for models whose numbers depend on the batch."""
+
+    pipeline: Any
+    positive_index: int
+    name: str = "pipeline-row-by-row"
+
+    def score(self, columns: FeatureColumns) -> np.ndarray:
+        n = len(columns[FEATURE_COLUMNS[0]])
+        single = PipelineScorer(self.pipeline, self.positive_index)
+        out = np.empty(n, dtype=np.float64)
+        for i in range(n):
+            out[i] = single.score({name: columns[name][i : i + 1] for name in FEATURE_COLUMNS})[0]
+        return out
+
+
+class UnsupportedPipelineError(ValueError):
+    """The fitted model is not a shape FastPipelineScorer knows how to drive."""
+
+
+def _strip_feature_names(estimator: Any) -> Any:
+    """A copy that accepts plain arrays without a 'fitted with feature names' warning.
+
+    Only branches fed numeric columns are copied; they are small (a scaler, an
+    imputer), whereas the text branch (a large vocabulary) is used as it is.
+    """
+    stripped = copy.deepcopy(estimator)
+    pending = [stripped]
+    while pending:
+        item = pending.pop()
+        if "feature_names_in_" in vars(item):
+            del item.feature_names_in_
+        if isinstance(item, Pipeline):
+            pending.extend(step for _, step in item.steps if step not in (None, "passthrough"))
+    return stripped
+
+
+@dataclass(frozen=True)
+class _Branch:
+    transformer: Any
+    columns: str | tuple[str, ...]
+
+
+class FastPipelineScorer:
+    """Drives Pipeline(ColumnTransformer, *steps, classifier) without DataFrames."""
+
+    name = "fast"
+
+    def __init__(self, pipeline: Any, positive_index: int) -> None:
+        if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
+            raise UnsupportedPipelineError("not a scikit-learn Pipeline with two or more steps")
+        head = pipeline.steps[0][1]
+        if not isinstance(head, ColumnTransformer) or not hasattr(head, "transformers_"):
+            raise UnsupportedPipelineError("the first step is not a fitted ColumnTransformer")
+        if head.transformer_weights:
+            raise UnsupportedPipelineError("ColumnTransformer transformer_weights are not mirrored")
+        if getattr(head, "_sklearn_output_config", {}).get("transform") not in (None, "default"):
+            raise UnsupportedPipelineError("ColumnTransformer set_output is not the default")
+        known = set(FEATURE_COLUMNS)
+        branches: list[_Branch] = []
+        for name, transformer, columns in head.transformers_:
+            if transformer == "drop":
+                continue
+            if isinstance(columns, str) and columns in known and transformer != "passthrough":
+                branches.append(_Branch(transformer, columns))
+                continue
+            if (
+                isinstance(columns, list | tuple | np.ndarray)
+                and len(columns) > 0
+                and all(isinstance(c, str) and c in known for c in columns)
+                and transformer != "passthrough"
+            ):
+                branches.append(_Branch(_strip_feature_names(transformer), tuple(columns)))
+                continue
+            if isinstance(columns, list | tuple | np.ndarray) and len(columns) == 0:
+                continue
+            raise UnsupportedPipelineError(
+                f"branch {name!r} ({transformer!r} on {columns!r}) is not mirrored"
+            )
+        if not branches:
+            raise UnsupportedPipelineError("the ColumnTransformer has no branch to drive")
+        middle = [step for _, step in pipeline.steps[1:-1] if step not in (None, "passthrough")]
+        final = pipeline.steps[-1][1]
+        for step in [*middle, final]:
+            if hasattr(step, "feature_names_in_"):
+                raise UnsupportedPipelineError(
+                    f"{type(step).__name__} after the ColumnTransformer expects named columns"
+                )
+        if not hasattr(final, "predict_proba"):
+            raise UnsupportedPipelineError("the final step has no predict_proba")
+        self._branches = tuple(branches)
+        self._sparse_output = bool(head.sparse_output_)
+        self._middle = tuple(middle)
+        self._final = final
+        self._positive_index = positive_index
+
+    def _branch_input(self, branch: _Branch, columns: FeatureColumns) -> Any:
+        if isinstance(branch.columns, str):
+            return list(columns[branch.columns])
+        arrays = [np.asarray(columns[c], dtype=FEATURE_DTYPES[c]) for c in branch.columns]
+        return np.column_stack(arrays)
+
+    def score(self, columns: FeatureColumns) -> np.ndarray:
+        outputs = [
+            branch.transformer.transform(self._branch_input(branch, columns))
+            for branch in self._branches
+        ]
+        if self._sparse_output:
+            converted = [
+                check_array(x, accept_sparse=True, ensure_all_finite=False) for x in outputs
+            ]
+            matrix: Any = sparse.hstack(converted).tocsr()
+        else:
+            matrix = np.hstack([x.toarray() if sparse.issparse(x) else x for x in outputs])
+        for step in self._middle:
+            matrix = step.transform(matrix)
+        proba = np.asarray(self._final.predict_proba(matrix))
+        return np.ascontiguousarray(proba[:, self._positive_index], dtype=np.float64)
+
+
+def reference_probabilities(pipeline: Any, positive_index: int, texts: Sequence[str]) -> np.ndarray:
+    """What the pipeline answers for each text alone, through build_features (the contract)."""
+    out = np.empty(len(texts), dtype=np.float64)
+    for i, text in enumerate(texts):
+        frame = build_features(pd.DataFrame({RAW_TEXT: [text]}))
+        out[i] = float(np.asarray(pipeline.predict_proba(frame))[0, positive_index])
+    return out
+
+
+def compile_scorer(
+    pipeline: Any, positive_index: int, check_texts: Sequence[str] = CHECK_TEXTS
+) -> Scorer:
+    """The fastest scorer whose batch answers equal the pipeline's single answers exactly."""
+    expected = reference_probabilities(pipeline, positive_index, check_texts)
+    columns = featurize_texts(check_texts)
+    candidates: list[Scorer] = []
+    try:
+        candidates.append(FastPipelineScorer(pipeline, positive_index))
+    except UnsupportedPipelineError as error:
+        log.info("fast scoring path not used: %s", error)
+    candidates.append(PipelineScorer(pipeline, positive_index))
+    candidates.append(RowByRowScorer(pipeline, positive_index))
+    for candidate in candidates:
+        got = candidate.score(columns)
+        if got.shape == expected.shape and np.array_equal(got, expected):
+            return candidate
+        log.warning(
+            "scoring path %r differs from the pipeline's own answers (max |diff| %.3g); "
+            "trying a slower one",
+            candidate.name,
+            float(np.max(np.abs(got - expected))) if got.shape == expected.shape else np.inf,
+        )
+    raise ScorerMismatchError(
+        "the model's predict_proba is not deterministic: even row-by-row scoring differs from "
+        "scoring each review alone"
+    )
