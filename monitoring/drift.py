@@ -1,0 +1,406 @@
+"""The daily drift check: today's logged predictions against the champion's reference profile.
+
+Five checks, each a different view of the same question ("is today's traffic
+still what the champion was trained on?"):
+
+| check              | what                                                              |
+|--------------------|-------------------------------------------------------------------|
+| `feature_drift`    | Evidently per-feature drift test on the numeric features; fires   |
+|                    | when at least `drifted_share` of them drift                       |
+| `feature_psi`      | PSI per numeric feature (monitoring.psi); fires when at least     |
+|                    | `drifted_share` of them reach `psi_threshold`                     |
+| `prediction_drift` | Evidently drift test on the predicted score P(positive)           |
+| `text_domain`      | domain classifier on `text_clean`: Evidently's text-content drift |
+|                    | trains TF-IDF + SGD to tell reference from current rows and       |
+|                    | reports its ROC-AUC on a held-out half (0.5 = indistinguishable)  |
+| `text_descriptors` | Evidently drift tests on text descriptors of `text_clean` (length,|
+|                    | words, sentences, out-of-vocabulary share, lexicon polarity)      |
+
+Each check that fires adds its weight (`check_weights`) to a vote; the day is
+`drift` when the votes reach `min_votes`. With the shipped weights one ordinary
+check alone is not enough: on its own it is more often noise or a harmless
+change (a campaign shifting the share of positive reviews moves the scores but
+not the text) than a domain the model does not know. The domain classifier
+counts double, being scored on held-out rows. Fewer than `min_rows`
+predictions give `insufficient_data`, never an alarm. Every number computed
+lands in `DriftResult.metrics`, and the Evidently report is kept as HTML and
+JSON.
+
+Evidently is imported inside `_run_evidently` only: it takes ~12 s to import and
+the serving process must never load it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.reviews import NUMERIC_FEATURES, TEXT_CLEAN
+from monitoring.config import CHECK_NAMES, DriftThresholds
+from monitoring.descriptors import CUSTOM_DESCRIPTORS, add_text_descriptors
+from monitoring.psi import psi
+from monitoring.reference import SCORE
+
+DRIFT = "drift"
+NO_DRIFT = "no_drift"
+INSUFFICIENT_DATA = "insufficient_data"
+DECISIONS = (DRIFT, NO_DRIFT, INSUFFICIENT_DATA)
+
+CHECKS = CHECK_NAMES
+# Descriptors Evidently computes offline (no model or corpus download).
+EVIDENTLY_DESCRIPTORS: tuple[str, ...] = ("text_length", "word_count", "sentence_count")
+DESCRIPTOR_COLUMNS: tuple[str, ...] = (*EVIDENTLY_DESCRIPTORS, *CUSTOM_DESCRIPTORS)
+TEXT_DOMAIN_IMPLEMENTATION = (
+    "evidently text-content drift on text_clean: TF-IDF (sublinear, English stop words) + "
+    "SGDClassifier, trained on a random half of reference+current rows, ROC-AUC on the other half"
+)
+
+REPORT_HTML = "drift_report.html"
+REPORT_JSON = "drift_report.json"
+SUMMARY_JSON = "drift_result.json"
+
+
+class DriftInputError(ValueError):
+    """The reference or current frame lacks what the drift check needs."""
+
+
+@dataclass
+class DriftResult:
+    """Outcome of one drift check; `to_dict()` is what the DAG logs and passes on."""
+
+    decision: str
+    reasons: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    n_reference: int
+    n_current: int
+    report_html: str | None = None
+    report_json: str | None = None
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drift(self) -> bool:
+        return self.decision == DRIFT
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN and numpy scalars turned into plain JSON values)."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _require_columns(frame: pd.DataFrame, name: str) -> None:
+    needed = [TEXT_CLEAN, *NUMERIC_FEATURES]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DriftInputError(
+            f"{name} frame lacks column(s) {missing}; it must hold features.reviews.build_features "
+            f"output ({needed}) and, for the prediction-drift check, '{SCORE}'"
+        )
+
+
+def _has_scores(frame: pd.DataFrame) -> bool:
+    return SCORE in frame.columns and frame[SCORE].notna().any()
+
+
+def _prepare(frame: pd.DataFrame, with_score: bool) -> pd.DataFrame:
+    columns = [TEXT_CLEAN, *NUMERIC_FEATURES] + ([SCORE] if with_score else [])
+    out = frame.loc[:, columns].reset_index(drop=True).copy()
+    out[TEXT_CLEAN] = out[TEXT_CLEAN].fillna("").astype(str)
+    for column in columns[1:]:
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+    return out
+
+
+def _psi_or_none(reference: pd.Series, current: pd.Series, bins: int) -> float | None:
+    ref = reference.dropna().to_numpy()
+    cur = current.dropna().to_numpy()
+    if ref.size == 0 or cur.size == 0:
+        return None
+    return psi(ref, cur, bins=bins)
+
+
+def _run_evidently(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    thresholds: DriftThresholds,
+    with_score: bool,
+    with_text: bool,
+    html_path: Path,
+    json_path: Path,
+) -> dict[str, dict[str, Any]]:
+    """Build and run the Evidently report, save it, return {column: drift result}."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.descriptors import SentenceCount, TextLength, WordCount
+    from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError
+    from evidently.metrics import ValueDrift
+    from sklearn.exceptions import ConvergenceWarning
+
+    numeric = [*NUMERIC_FEATURES, *([SCORE] if with_score else []), *CUSTOM_DESCRIPTORS]
+    definition = DataDefinition(numerical_columns=numeric, text_columns=[TEXT_CLEAN])
+    descriptors = [
+        TextLength(TEXT_CLEAN, alias="text_length"),
+        WordCount(TEXT_CLEAN, alias="word_count"),
+        SentenceCount(TEXT_CLEAN, alias="sentence_count"),
+    ]
+    # One ValueDrift per column rather than DataDriftPreset: the preset recomputes
+    # every column's drift a second time to render its table (~2x the run time);
+    # the shares the decision needs are computed from these results below.
+    items: list[Any] = [
+        ValueDrift(
+            column=column,
+            method=thresholds.per_feature_method.get(column, thresholds.feature_method),
+            threshold=thresholds.per_feature_threshold.get(column, thresholds.feature_threshold),
+        )
+        for column in NUMERIC_FEATURES
+    ]
+    if with_score:
+        items.append(
+            ValueDrift(
+                column=SCORE,
+                method=thresholds.prediction_method,
+                threshold=thresholds.prediction_threshold,
+            )
+        )
+    if with_text:
+        items.append(
+            ValueDrift(
+                column=TEXT_CLEAN,
+                method=thresholds.text_method,
+                threshold=thresholds.text_threshold,
+            )
+        )
+    items.extend(
+        ValueDrift(
+            column=column,
+            method=thresholds.descriptor_method,
+            threshold=thresholds.descriptor_threshold,
+        )
+        for column in DESCRIPTOR_COLUMNS
+    )
+    with warnings.catch_warnings():
+        # Constant columns (e.g. no HTML at all in a day) make Evidently's
+        # correlation widgets divide by a zero standard deviation; harmless.
+        warnings.filterwarnings(
+            "ignore", message="invalid value encountered", category=RuntimeWarning
+        )
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        try:
+            snapshot = Report(items, include_tests=True).run(
+                Dataset.from_pandas(current, data_definition=definition, descriptors=descriptors),
+                Dataset.from_pandas(reference, data_definition=definition, descriptors=descriptors),
+            )
+        except StatTestNotFoundError as exc:
+            raise ValueError(
+                f"unknown Evidently stat test in the drift thresholds ({exc}); check "
+                "feature_method, per_feature_method, prediction_method, descriptor_method, text_method"
+            ) from exc
+        snapshot.save_html(str(html_path))
+        snapshot.save_json(str(json_path))
+
+    drifts: dict[str, dict[str, Any]] = {}
+    for result in snapshot.metric_results.values():
+        location = getattr(result, "metric_value_location", None)
+        params = location.metric.params if location is not None else {}
+        if not str(params.get("type", "")).endswith(":ValueDrift"):
+            continue
+        statuses = [str(getattr(t.status, "value", t.status)) for t in result.tests]
+        drifts[params["column"]] = {
+            "drift_score": float(result.value),
+            "method": params.get("method"),
+            "threshold": params.get("threshold"),
+            "drifted": "FAIL" in statuses,
+        }
+    return drifts
+
+
+def _share_check(flags: dict[str, bool], share_threshold: float, what: str) -> dict[str, Any]:
+    drifted = sorted(c for c, flag in flags.items() if flag)
+    share = len(drifted) / len(flags) if flags else 0.0
+    return {
+        "fired": bool(flags) and share >= share_threshold,
+        "value": share,
+        "threshold": share_threshold,
+        "detail": f"{len(drifted)}/{len(flags)} {what}: {', '.join(drifted) or 'none'}",
+    }
+
+
+def _write_summary(result: DriftResult, out_dir: Path) -> None:
+    (out_dir / SUMMARY_JSON).write_text(json.dumps(result.to_dict(), indent=2))
+
+
+def check_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    thresholds: DriftThresholds,
+    out_dir: str | Path,
+) -> DriftResult:
+    """Compare `current` (logged predictions) with `reference` (a reference profile).
+
+    Both frames need `text_clean` + the numeric features; `score` is used when
+    both have it. Writes `drift_report.html`, `drift_report.json` (Evidently)
+    and `drift_result.json` (this result) into `out_dir`.
+    """
+    _require_columns(reference, "reference")
+    _require_columns(current, "current")
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    n_ref, n_cur = len(reference), len(current)
+
+    if n_cur < thresholds.min_rows or n_ref < thresholds.min_reference_rows:
+        short = (
+            f"current has {n_cur} rows, fewer than min_rows={thresholds.min_rows}"
+            if n_cur < thresholds.min_rows
+            else f"reference has {n_ref} rows, fewer than min_reference_rows="
+            f"{thresholds.min_reference_rows}"
+        )
+        result = DriftResult(
+            decision=INSUFFICIENT_DATA,
+            reasons=[],
+            metrics={"insufficient_data": short},
+            n_reference=n_ref,
+            n_current=n_cur,
+            thresholds=thresholds.to_dict(),
+        )
+        _write_summary(result, target)
+        return result
+
+    with_score = _has_scores(reference) and _has_scores(current)
+    ref, cur = _prepare(reference, with_score), _prepare(current, with_score)
+    ref, cur = add_text_descriptors(ref, cur)
+    with_text = bool(cur[TEXT_CLEAN].str.strip().any()) and bool(ref[TEXT_CLEAN].str.strip().any())
+
+    html_path, json_path = target / REPORT_HTML, target / REPORT_JSON
+    drifts = _run_evidently(ref, cur, thresholds, with_score, with_text, html_path, json_path)
+
+    bins = thresholds.psi_bins
+    features = {
+        c: {**drifts[c], "psi": _psi_or_none(ref[c], cur[c], bins)} for c in NUMERIC_FEATURES
+    }
+    descriptors = {
+        c: {
+            **drifts[c],
+            "reference_mean": float(ref[c].mean()) if c in ref else None,
+            "current_mean": float(cur[c].mean()) if c in cur else None,
+        }
+        for c in DESCRIPTOR_COLUMNS
+    }
+    metrics: dict[str, Any] = {"features": features, "descriptors": descriptors}
+    checks: dict[str, dict[str, Any]] = {}
+
+    checks["feature_drift"] = _share_check(
+        {c: bool(v["drifted"]) for c, v in features.items()},
+        thresholds.drifted_share,
+        f"numeric features drifted ({thresholds.feature_method})",
+    )
+    checks["feature_psi"] = _share_check(
+        {
+            c: v["psi"] is not None and v["psi"] >= thresholds.psi_threshold
+            for c, v in features.items()
+        },
+        thresholds.drifted_share,
+        f"numeric features with PSI >= {thresholds.psi_threshold}",
+    )
+    checks["text_descriptors"] = _share_check(
+        {c: bool(v["drifted"]) for c, v in descriptors.items()},
+        thresholds.descriptor_drifted_share,
+        f"text descriptors drifted ({thresholds.descriptor_method})",
+    )
+    metrics["feature_drifted_share"] = checks["feature_drift"]["value"]
+    metrics["feature_psi_share"] = checks["feature_psi"]["value"]
+    metrics["descriptor_drifted_share"] = checks["text_descriptors"]["value"]
+
+    if with_score:
+        score = drifts[SCORE]
+        threshold = thresholds.decision_threshold
+        metrics["prediction"] = {
+            **score,
+            "psi": _psi_or_none(ref[SCORE], cur[SCORE], bins),
+            "reference_mean_score": float(ref[SCORE].mean()),
+            "current_mean_score": float(cur[SCORE].mean()),
+            "reference_positive_rate": float((ref[SCORE] >= threshold).mean()),
+            "current_positive_rate": float((cur[SCORE] >= threshold).mean()),
+        }
+        checks["prediction_drift"] = {
+            "fired": bool(score["drifted"]),
+            "value": score["drift_score"],
+            "threshold": score["threshold"],
+            "detail": f"score drift by {score['method']}; mean score "
+            f"{metrics['prediction']['reference_mean_score']:.3f} -> "
+            f"{metrics['prediction']['current_mean_score']:.3f}",
+        }
+    else:
+        metrics["prediction"] = None
+        checks["prediction_drift"] = {
+            "fired": False,
+            "value": None,
+            "threshold": thresholds.prediction_threshold,
+            "detail": f"skipped: '{SCORE}' missing or empty in reference or current",
+        }
+
+    if with_text:
+        text = drifts[TEXT_CLEAN]
+        metrics["text_domain"] = {
+            "roc_auc": text["drift_score"],
+            "method": text["method"],
+            "threshold": text["threshold"],
+            "drifted": text["drifted"],
+            "implementation": TEXT_DOMAIN_IMPLEMENTATION,
+        }
+        checks["text_domain"] = {
+            "fired": bool(text["drifted"]),
+            "value": text["drift_score"],
+            "threshold": text["threshold"],
+            "detail": f"reference-vs-current classifier ROC-AUC {text['drift_score']:.3f} "
+            f"({text['method']})",
+        }
+    else:
+        metrics["text_domain"] = None
+        checks["text_domain"] = {
+            "fired": False,
+            "value": None,
+            "threshold": thresholds.text_threshold,
+            "detail": "skipped: text_clean is empty in reference or current",
+        }
+
+    checks = {name: checks[name] for name in CHECKS}
+    reasons = [
+        {"metric": name, "value": c["value"], "threshold": c["threshold"], "detail": c["detail"]}
+        for name, c in checks.items()
+        if c["fired"]
+    ]
+    votes = sum(thresholds.check_weights[r["metric"]] for r in reasons)
+    metrics["checks_fired"] = len(reasons)
+    metrics["votes"] = votes
+    decision = DRIFT if votes >= thresholds.min_votes else NO_DRIFT
+    result = DriftResult(
+        decision=decision,
+        reasons=reasons,
+        metrics=metrics,
+        n_reference=n_ref,
+        n_current=n_cur,
+        report_html=str(html_path),
+        report_json=str(json_path),
+        checks=checks,
+        thresholds=thresholds.to_dict(),
+    )
+    _write_summary(result, target)
+    return result

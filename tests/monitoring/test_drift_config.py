@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitoring.config import (
+    CHECK_NAMES,
+    DEFAULT_THRESHOLDS_PATH,
+    load_lexicon,
+    load_thresholds,
+)
+
+
+def test_shipped_yaml_loads_every_field() -> None:
+    thresholds = load_thresholds()
+    raw = yaml.safe_load(DEFAULT_THRESHOLDS_PATH.read_text())
+    assert thresholds.to_dict() == raw
+    assert set(thresholds.check_weights) == set(CHECK_NAMES)
+
+
+def test_overrides_from_dag_params_are_coerced() -> None:
+    thresholds = load_thresholds(
+        {"psi_threshold": "0.3", "min_rows": 120.0, "check_weights": {"text_domain": "1"}}
+    )
+    assert thresholds.psi_threshold == 0.3
+    assert thresholds.min_rows == 120
+    assert isinstance(thresholds.min_rows, int)
+    # A mapping override changes one key and keeps the others.
+    assert thresholds.check_weights["text_domain"] == 1.0
+    assert (
+        thresholds.check_weights["feature_drift"]
+        == load_thresholds().check_weights["feature_drift"]
+    )
+
+
+def test_unknown_key_names_the_key() -> None:
+    with pytest.raises(ValueError, match="psi_treshold"):
+        load_thresholds({"psi_treshold": 0.3})
+
+
+def test_bad_values_are_rejected_with_the_field_name() -> None:
+    with pytest.raises(ValueError, match="min_rows"):
+        load_thresholds({"min_rows": "many"})
+    with pytest.raises(ValueError, match="min_rows"):
+        load_thresholds({"min_rows": 12.5})
+    with pytest.raises(ValueError, match="drifted_share"):
+        load_thresholds({"drifted_share": 1.5})
+    with pytest.raises(ValueError, match="min_votes"):
+        load_thresholds({"min_votes": 100})
+
+
+def test_yaml_missing_a_field_fails(tmp_path: Path) -> None:
+    raw = yaml.safe_load(DEFAULT_THRESHOLDS_PATH.read_text())
+    del raw["psi_threshold"]
+    path = tmp_path / "drift.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="psi_threshold"):
+        load_thresholds(path=path)
+    with pytest.raises(FileNotFoundError):
+        load_thresholds(path=tmp_path / "absent.yaml")
+
+
+def test_lexicon_has_disjoint_word_lists() -> None:
+    lexicon = load_lexicon()
+    assert lexicon["positive"] and lexicon["negative"]
+    assert not lexicon["positive"] & lexicon["negative"]
