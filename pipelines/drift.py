@@ -1,0 +1,245 @@
+"""Steps of the `drift_check` DAG.
+
+Each returns a small JSON-able dict; frames travel as Parquet paths inside the
+run's lake folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipelines.training import run_dir_for
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ARTIFACT = "reference/profile.parquet"
+MONITORING_EXPERIMENT = "monitoring"
+
+
+def resolve_window(
+    params: dict[str, Any], start: Any | None, end: Any | None, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """Params override the data interval; a manual run without one looks at the last 24 h."""
+    if params.get("window_start") or params.get("window_end"):
+        window_end = (
+            datetime.fromisoformat(params["window_end"]) if params.get("window_end") else None
+        )
+        window_start = (
+            datetime.fromisoformat(params["window_start"]) if params.get("window_start") else None
+        )
+        window_end = window_end or (window_start + timedelta(days=1) if window_start else None)
+        window_start = window_start or (window_end - timedelta(days=1) if window_end else None)
+    elif start is not None and end is not None and end > start:
+        window_start, window_end = start, end
+    else:
+        window_end = now or datetime.now(UTC)
+        window_start = window_end - timedelta(days=1)
+    assert window_start is not None and window_end is not None
+    if window_start.tzinfo is None:
+        window_start = window_start.replace(tzinfo=UTC)
+    if window_end.tzinfo is None:
+        window_end = window_end.replace(tzinfo=UTC)
+    return window_start, window_end
+
+
+def load_window(
+    params: dict[str, Any], run_id: str, start: Any | None, end: Any | None
+) -> dict[str, Any]:
+    from serving.prediction_log import read_predictions
+
+    window_start, window_end = resolve_window(params, start, end)
+    frame = read_predictions(None, window_start, window_end, model_name=params.get("model_name"))
+    run_dir = run_dir_for(f"drift_{run_id}")
+    path = run_dir / "current.parquet"
+    frame.to_parquet(path, index=False)
+    labelled = int(frame["feedback_label"].notna().sum()) if "feedback_label" in frame else 0
+    versions = sorted({str(v) for v in frame.get("model_version", [])})
+    log.info(
+        "window %s .. %s: %d logged predictions (%d with feedback labels), model versions %s",
+        window_start.isoformat(),
+        window_end.isoformat(),
+        len(frame),
+        labelled,
+        versions,
+    )
+    return {
+        "current_path": str(path),
+        "rows": len(frame),
+        "labelled_rows": labelled,
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+        "model_versions": versions,
+        "run_dir": str(run_dir),
+    }
+
+
+def load_reference(model_name: str, run_id: str) -> dict[str, Any]:
+    """The champion's reference profile and test figures (empty when there is no champion)."""
+    import mlflow
+
+    from training.mlflow_utils import configure
+
+    configure()
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(model_name, "champion")
+    except mlflow.exceptions.MlflowException as exc:
+        log.warning("no champion for %s (%s): nothing to compare with", model_name, exc)
+        return {"available": False, "model_name": model_name}
+    run_dir = run_dir_for(f"drift_{run_id}")
+    local = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=str(run_dir / "reference")
+    )
+    test_metrics = {
+        key.removeprefix("test_"): float(value)
+        for key, value in version.tags.items()
+        if key.startswith("test_")
+    }
+    log.info("champion %s v%s: reference profile %s", model_name, version.version, local)
+    return {
+        "available": True,
+        "model_name": model_name,
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "profile_path": local,
+        "test_metrics": test_metrics,
+    }
+
+
+def detect_drift(
+    window: dict[str, Any], reference: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    import pandas as pd
+
+    from monitoring.config import load_thresholds
+    from monitoring.drift import INSUFFICIENT_DATA, check_drift
+    from monitoring.reference import load_profile
+
+    if not reference.get("available"):
+        return {"decision": INSUFFICIENT_DATA, "reasons": [], "detail": "no champion"}
+    thresholds = load_thresholds(overrides or None)
+    current = pd.read_parquet(window["current_path"])
+    out_dir = Path(window["run_dir"]) / "report"
+    result = check_drift(load_profile(reference["profile_path"]), current, thresholds, out_dir)
+    outcome = result.to_dict()
+    log.info("drift decision: %s; reasons: %s", result.decision, result.reasons)
+    log.info("drift report: %s (JSON: %s)", result.report_html, result.report_json)
+    outcome["mlflow_run_id"] = _log_monitoring_run(window, reference, outcome)
+    return outcome
+
+
+def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_metrics(value, f"{name}."))
+        elif isinstance(value, bool) or (isinstance(value, int | float) and value == value):
+            flat[name] = float(value)
+    return flat
+
+
+def _log_monitoring_run(
+    window: dict[str, Any], reference: dict[str, Any], outcome: dict[str, Any]
+) -> str:
+    import mlflow
+
+    from training.mlflow_utils import configure, get_or_create_experiment
+
+    configure()
+    experiment_id = get_or_create_experiment(MONITORING_EXPERIMENT)
+    name = f"drift {window['window_start'][:10]}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags(
+            {
+                "decision": outcome["decision"],
+                "model_name": reference.get("model_name", ""),
+                "champion_version": reference.get("version", ""),
+                "window_start": window["window_start"],
+                "window_end": window["window_end"],
+            }
+        )
+        mlflow.log_metric("rows", window["rows"])
+        metrics = _flat_metrics(outcome.get("metrics", {}))
+        # MLflow metric names allow a limited character set.
+        safe = {k.replace("[", "_").replace("]", "_"): v for k, v in metrics.items()}
+        if safe:
+            mlflow.log_metrics(safe)
+        for key in ("report_html", "report_json"):
+            if outcome.get(key) and Path(outcome[key]).exists():
+                mlflow.log_artifact(outcome[key], artifact_path="drift")
+        return str(run.info.run_id)
+
+
+def check_performance(
+    window: dict[str, Any], reference: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    import pandas as pd
+
+    from monitoring.config import load_thresholds
+    from monitoring.performance import realised_performance
+
+    if not reference.get("available") or window["labelled_rows"] == 0:
+        log.info("no feedback labels in the window: realised performance not assessed")
+        return {"status": "insufficient_labels", "concept_drift": False, "labelled_rows": 0}
+    current = pd.read_parquet(window["current_path"])
+    outcome = realised_performance(
+        current["feedback_label"],
+        current["score"],
+        reference["test_metrics"],
+        load_thresholds(overrides or None),
+    )
+    log.info("realised performance on %d labels: %s", window["labelled_rows"], outcome)
+    return outcome
+
+
+def _first_reason(drift: dict[str, Any], performance: dict[str, Any]) -> dict[str, Any]:
+    reasons = list(drift.get("reasons") or []) + list(performance.get("reasons") or [])
+    return reasons[0] if reasons else {}
+
+
+def decide(
+    drift: dict[str, Any], performance: dict[str, Any], params: dict[str, Any], run_id: str
+) -> dict[str, Any] | None:
+    """The training conf when retraining is due, else None (skips the trigger)."""
+    drifted = drift.get("decision") == "drift"
+    concept = bool(performance.get("concept_drift"))
+    if not drifted and not concept:
+        if drift.get("decision") == "insufficient_data":
+            log.info(
+                "too little data for a decision (%s): no retraining, no alarm",
+                drift.get("detail") or drift.get("reasons"),
+            )
+        else:
+            log.info("no drift: the champion stays")
+        return None
+    first = _first_reason(drift, performance)
+    kind = "data drift" if drifted else "concept drift"
+    reason = (
+        f"drift_check {run_id}: {kind}; {first.get('metric')}={first.get('value')} "
+        f"(threshold {first.get('threshold')}); report {drift.get('report_html')}"
+    )
+    if not params.get("retrain", True):
+        log.warning("%s — retraining disabled by the retrain Param", reason)
+        return None
+    conf: dict[str, Any] = {
+        "reason": reason,
+        "model_name": params.get("model_name", "review-sentiment"),
+        "data_path": params.get("retrain_data_path", ""),
+        "source": params.get("retrain_source", "imdb"),
+        "extra_sources": list(params.get("retrain_extra_sources") or []),
+        "trigger": {
+            "dag_run": run_id,
+            "kind": kind,
+            "reasons": list(drift.get("reasons") or []) + list(performance.get("reasons") or []),
+            "report_html": drift.get("report_html"),
+            "report_json": drift.get("report_json"),
+            "monitoring_run_id": drift.get("mlflow_run_id"),
+        },
+    }
+    conf = {**dict(params.get("retrain_conf") or {}), **conf}
+    log.info("retraining: %s", reason)
+    return conf

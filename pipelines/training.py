@@ -1,0 +1,258 @@
+"""Steps of the `training_pipeline` DAG."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.settings import REPO_ROOT, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class SparkJobFailed(RuntimeError):
+    """spark-submit returned non-zero; the message carries the tail of its log."""
+
+
+def run_dir_for(run_id: str) -> Path:
+    """One lake folder per DAG run: snapshot, quarantine, features, reports."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
+    path = get_settings().lake_dir / "runs" / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_sources(params: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    """The sources named by the run's Params; synthetic data when no path is given."""
+    sources: list[dict[str, Any]] = []
+    data_path = str(params.get("data_path") or "").strip()
+    if data_path:
+        sources.append({"path": data_path, "source": params.get("source", "imdb")})
+    for extra in params.get("extra_sources") or []:
+        if not isinstance(extra, dict) or "path" not in extra:
+            raise ValueError(f"extra_sources entries need a 'path' key, got {extra!r}")
+        sources.append(extra)
+    if not sources:
+        from synthetic import generate_reviews
+
+        path = run_dir / "generated" / "synthetic_reviews.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = int(params.get("synthetic_rows", 3000))
+        generate_reviews(rows, seed=0).to_csv(path, index=False)
+        log.info("no data_path given: generated %d synthetic reviews at %s", rows, path)
+        sources.append({"path": str(path), "source": "synthetic"})
+    return sources
+
+
+def ingest_sources(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    from ingestion.ingest import snapshot_sources
+
+    run_dir = run_dir_for(run_id)
+    log.info("run %s: reason=%s", run_id, params.get("reason", "manual"))
+    if params.get("trigger"):
+        log.info("trigger details: %s", json.dumps(params["trigger"], default=str))
+    manifest = snapshot_sources(resolve_sources(params, run_dir), str(run_dir))
+    manifest["run_dir"] = str(run_dir)
+    for item in manifest["sources"]:
+        log.info(
+            "snapshot %s: %s (%d bytes, sha256 %s)",
+            item["name"],
+            item["snapshot"],
+            item["bytes"],
+            item["sha256"],
+        )
+    return manifest
+
+
+def validate(manifest: dict[str, Any], max_quarantine_share: float) -> dict[str, Any]:
+    from ingestion.validate import validate_sources
+
+    report = validate_sources(
+        manifest, manifest["run_dir"], max_quarantine_share=max_quarantine_share
+    )
+    log.info(
+        "read %d rows: %d accepted, %d quarantined %s; Data Docs: %s",
+        report["rows_read"],
+        report["rows_accepted"],
+        report["rows_quarantined"],
+        report.get("quarantined_by_reason", {}),
+        report.get("data_docs_path"),
+    )
+    report["run_dir"] = manifest["run_dir"]
+    return report
+
+
+def spark_submit_command(input_path: str, output_dir: str, master: str) -> list[str]:
+    spark_submit = Path(sys.executable).with_name("spark-submit")
+    return [
+        str(spark_submit) if spark_submit.exists() else "spark-submit",
+        "--master",
+        master,
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
+        str(REPO_ROOT / "jobs" / "spark" / "featurize.py"),
+        "--input",
+        input_path,
+        "--output",
+        output_dir,
+        "--source",
+        "synthetic",
+    ]
+
+
+def run_spark_featurize(validated: dict[str, Any]) -> dict[str, Any]:
+    """Run the Spark job as a real spark-submit (local[*] or a cluster URL alike)."""
+    output_dir = Path(validated["run_dir"]) / "spark"
+    command = spark_submit_command(
+        validated["accepted_path"], str(output_dir), get_settings().spark_master
+    )
+    env = dict(os.environ)
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    log.info("running: %s", " ".join(command))
+    tail: list[str] = []
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail = [*tail[-40:], line]
+            if " WARN " not in line:
+                log.info("spark | %s", line)
+    if proc.returncode != 0:
+        raise SparkJobFailed(f"spark-submit exited {proc.returncode}:\n" + "\n".join(tail))
+    stats = json.loads((output_dir / "stats.json").read_text())
+    log.info("features written to %s: %s", output_dir / "features", stats)
+    return {
+        "features_dir": str(output_dir / "features"),
+        "stats": stats,
+        "run_dir": validated["run_dir"],
+    }
+
+
+def plan_search(
+    featurized: dict[str, Any], manifest: dict[str, Any], params: dict[str, Any], run_id: str
+) -> list[dict[str, Any]]:
+    """One spec per model family, all nested under one MLflow parent run.
+
+    Study names derive from the DAG run id, so a retried `tune` task resumes
+    its study instead of starting over.
+    """
+    from training.tune import start_parent_run
+
+    families = [str(f) for f in params.get("families") or []]
+    if not families:
+        raise ValueError("the 'families' Param is empty: name at least one model family")
+    parent = start_parent_run(
+        run_id,
+        tags={
+            "airflow_run_id": run_id,
+            "trigger_reason": str(params.get("reason", "manual")),
+            "data_sha256": manifest["data_sha256"],
+        },
+    )
+    log.info("search: families %s, parent MLflow run %s", families, parent)
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", run_id)
+    return [
+        {
+            "family": family,
+            "features_dir": featurized["features_dir"],
+            "run_dir": featurized["run_dir"],
+            "n_trials": int(params.get("n_trials", 8)),
+            "timeout_s": float(params.get("family_timeout_s", 300)),
+            "study_name": f"{safe}-{family}",
+            "parent_run_id": parent,
+        }
+        for family in families
+    ]
+
+
+def tag_run(run_id: str, params: dict[str, Any], airflow_run_id: str) -> None:
+    """Say on the MLflow run why it exists (manual, schedule, or the drift that fired)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, "trigger_reason", str(params.get("reason", "manual")))
+    client.set_tag(run_id, "airflow_run_id", airflow_run_id)
+    if params.get("trigger"):
+        client.set_tag(run_id, "trigger", json.dumps(params["trigger"], default=str)[:5000])
+
+
+def refit_winner(
+    best: dict[str, Any],
+    specs: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str,
+) -> dict[str, Any]:
+    from training.tune import refit_best
+
+    parent = specs[0]["parent_run_id"]
+    trained = refit_best(
+        best,
+        specs[0]["features_dir"],
+        parent_run_id=parent,
+        run_name=f"{run_id} refit {best.get('family')}",
+        data_sha256=manifest["data_sha256"],
+        leaderboard=best.get("leaderboard"),
+    )
+    tag_run(trained["run_id"], params, run_id)
+    data_docs = Path(specs[0]["run_dir"]) / "data_docs" / "index.html"
+    if data_docs.exists():
+        import mlflow
+
+        # The GE Data Docs of this run's raw-data validation, linked from the model's run.
+        for target in (trained["run_id"], parent):
+            mlflow.MlflowClient().set_tag(target, "data_docs", data_docs.as_uri())
+    trained["parent_run_id"] = parent
+    log.info("refit %s: run %s", trained.get("family"), trained["run_id"])
+    return trained
+
+
+def save_reference_profile(run_id: str, features_dir: str, run_dir: str) -> str:
+    """Log a sample of held-out rows' features and scores with the model.
+
+    The daily drift check compares served traffic with this profile, so it is
+    written before the version can become champion. Scores must be
+    out-of-sample (scores on rows the model was fitted on are overconfident and
+    make every ordinary day look like prediction drift): the final model is
+    fitted on train + valid, so the profile comes from the untouched test split.
+    """
+    import mlflow
+
+    from monitoring.reference import build_reference_profile, save_profile
+    from training.data import feature_frame, labels, load_features, split_frames
+
+    model = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+    _, _, test = split_frames(load_features(features_dir))
+    features = feature_frame(test)
+    profile = build_reference_profile(features, model.predict_proba(features)[:, 1], labels(test))
+    path = save_profile(profile, Path(run_dir) / "reference" / "profile.parquet")
+    mlflow.MlflowClient().log_artifact(run_id, str(path), artifact_path="reference")
+    log.info("reference profile: %d rows logged to run %s", len(profile), run_id)
+    return str(path)
+
+
+def register_candidate(
+    trained: dict[str, Any], featurized: dict[str, Any], model_name: str
+) -> dict[str, Any]:
+    from training.promote import register_and_gate
+
+    save_reference_profile(trained["run_id"], featurized["features_dir"], featurized["run_dir"])
+    result = register_and_gate(trained["run_id"], model_name, featurized["features_dir"])
+    log.info("registered %s version %s: %s", model_name, result["version"], result["decision"])
+    if trained.get("parent_run_id"):
+        from training.tune import end_parent_run
+
+        end_parent_run(trained["parent_run_id"])
+    return result

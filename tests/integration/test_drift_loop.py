@@ -1,0 +1,153 @@
+"""The closed loop in-process: champion → logged traffic → drift_check → retrain → gate.
+
+A quiet in-domain day must not trigger anything; a day of product reviews at a
+movie-review model must trigger `training_pipeline` with a conf that says why,
+and that run, fed the new labelled data, must register a new version.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from synthetic import generate_reviews
+
+pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.spark]
+
+MODEL = "drift-loop-model"
+DAGS = Path(__file__).resolve().parents[2] / "airflow" / "dags"
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db: Path, driftloop_home: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    return bag.dags["training_pipeline"], bag.dags["drift_check"]
+
+
+@pytest.fixture(scope="module")
+def champion(dags) -> str:
+    training, _ = dags
+    run = training.test(
+        run_conf={
+            "families": ["logreg", "naive_bayes"],
+            "n_trials": 3,
+            "family_timeout_s": 120,
+            "data_path": "",
+            "synthetic_rows": 2500,
+            "model_name": MODEL,
+            "reason": "seed",
+        }
+    )
+    assert "success" in str(run.state)
+    import mlflow
+
+    return str(mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
+
+
+def _serve_day(texts: list[str]) -> tuple[str, str]:
+    """Send a day's traffic through the real app; returns the window it was logged in."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.config import ServingSettings
+
+    start = datetime.now(UTC)
+    with TestClient(create_app(ServingSettings(model_name=MODEL))) as client:
+        assert client.get("/ready").status_code == 200
+        for text in texts:
+            assert client.post("/predict", json={"text": text}).status_code == 200
+    time.sleep(0.01)
+    return start.isoformat(), datetime.now(UTC).isoformat()
+
+
+def _drift_conf_runs() -> list:
+    from airflow.models.dagrun import DagRun
+
+    return [
+        r
+        for r in DagRun.find(dag_id="training_pipeline")
+        if str((r.conf or {}).get("reason", "")).startswith("drift_check")
+    ]
+
+
+def _task_states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_in_domain_day_does_not_trigger(dags, champion: str) -> None:
+    _, drift_check = dags
+    start, end = _serve_day(generate_reviews(300, seed=101)["text"].tolist())
+    before = len(_drift_conf_runs())
+    run = drift_check.test(
+        run_conf={
+            "model_name": MODEL,
+            "window_start": start,
+            "window_end": end,
+            "thresholds": {"min_rows": 100},
+        }
+    )
+    states = _task_states(run)
+    assert states["detect_drift"].endswith("success")
+    assert states["trigger_retrain"].endswith("skipped"), states
+    assert len(_drift_conf_runs()) == before
+
+
+def test_quiet_day_is_no_decision(dags, champion: str) -> None:
+    _, drift_check = dags
+    start, end = _serve_day(generate_reviews(20, seed=102)["text"].tolist())
+    run = drift_check.test(
+        run_conf={
+            "model_name": MODEL,
+            "window_start": start,
+            "window_end": end,
+            "thresholds": {"min_rows": 100},
+        }
+    )
+    states = _task_states(run)
+    assert states["trigger_retrain"].endswith("skipped"), states
+    ti = next(t for t in run.get_task_instances() if t.task_id == "detect_drift")
+    assert ti.xcom_pull(task_ids="detect_drift")["decision"] == "insufficient_data"
+
+
+def test_product_day_triggers_retraining_that_registers(dags, champion: str, tmp_path) -> None:
+    training, drift_check = dags
+    new_data = tmp_path / "products.csv"
+    generate_reviews(1500, seed=7, domain="products").to_csv(new_data, index=False)
+    start, end = _serve_day(generate_reviews(300, seed=103, domain="products")["text"].tolist())
+    before = len(_drift_conf_runs())
+    run = drift_check.test(
+        run_conf={
+            "model_name": MODEL,
+            "window_start": start,
+            "window_end": end,
+            "thresholds": {"min_rows": 100},
+            "retrain_data_path": str(new_data),
+            "retrain_source": "synthetic",
+            "retrain_conf": {"families": ["logreg", "naive_bayes"], "n_trials": 3},
+        }
+    )
+    states = _task_states(run)
+    assert states["trigger_retrain"].endswith("success"), states
+    triggered = _drift_conf_runs()
+    assert len(triggered) == before + 1
+    conf = dict(triggered[-1].conf)
+    assert conf["data_path"] == str(new_data)
+    assert conf["families"] == ["logreg", "naive_bayes"]
+    assert conf["trigger"]["reasons"], conf
+    assert Path(conf["trigger"]["report_html"]).exists()
+
+    retrain = training.test(run_conf=conf)
+    assert "success" in str(retrain.state), _task_states(retrain)
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    newest = max(versions, key=lambda v: int(v.version))
+    assert int(newest.version) > int(champion)
+    assert client.get_run(newest.run_id).data.tags["trigger_reason"].startswith("drift_check")
+    assert "gate.promote" in newest.tags or any(k.startswith("gate") for k in newest.tags)
