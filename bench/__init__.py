@@ -1,0 +1,1 @@
+"""Benchmarks: figures measured on real data, printed and written under bench/results/."""
