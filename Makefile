@@ -44,11 +44,15 @@ lint: setup ## ruff lint + format check, mypy on the pure packages
 
 DATA ?=
 SOURCE ?=
+DRIFT_DEMO_ARGS ?=
 STACK := $(PY) deploy/local/stack.py
 
-.PHONY: demo up down status
+.PHONY: demo demo-drift up down status
 demo: setup ## start Airflow + MLflow + API, train through Airflow (DATA=path for real data), predict
 	$(STACK) demo --data "$(DATA)" $(if $(SOURCE),--source $(SOURCE),)
+
+demo-drift: setup ## IMDB champion, in-domain day, product-review day -> drift -> retrain -> hot reload
+	$(PY) deploy/local/drift_demo.py $(DRIFT_DEMO_ARGS)
 
 up: setup ## start the embedded stack only
 	$(STACK) up
