@@ -46,8 +46,6 @@ import stack
 
 IMDB_FILE = "imdb_50k.csv.gz"
 IMDB_INDEX = "imdb_50k_aclimdb_index.csv.gz"
-AMAZON_FILE = "amazon_product_reviews_datafiniti_34660.csv.gz"
-KINDLE_FILE = "kindle_reviews_5core_sample_4905.csv.gz"
 MODEL_NAME = os.environ.get("DRIFTLOOP_MODEL_NAME", "review-sentiment")
 
 
@@ -84,19 +82,6 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _star_label(rating: Any) -> float:
-    """1-2 stars negative, 4-5 positive, 3 or missing unlabelled (as contracts/sources.yaml)."""
-    try:
-        value = float(rating)
-    except (TypeError, ValueError):
-        return np.nan
-    if value in (1.0, 2.0):
-        return 0.0
-    if value in (4.0, 5.0):
-        return 1.0
-    return np.nan
-
-
 def _usable_text(texts: pd.Series) -> pd.Series:
     return texts.notna() & texts.astype(str).str.strip().ne("")
 
@@ -125,6 +110,9 @@ def prepare_scenario(
     same ingestion, validation and quarantine as any other delivery. Day-2
     traffic is drawn from the labelled product rows that were *not* landed.
     """
+    from contracts.reviews import load_sources, map_label
+
+    sources = load_sources()
     rng = np.random.default_rng(seed)
     imdb = pd.read_csv(_need(datasets / IMDB_FILE), keep_default_na=False)
     index = pd.read_csv(_need(datasets / IMDB_INDEX), usecols=["row", "aclimdb_split"])
@@ -143,32 +131,28 @@ def prepare_scenario(
         }
     )
 
-    def split_product(
-        path: Path, text_col: str, label_col: str, landed_n: int, name: str
-    ) -> tuple[Path, pd.DataFrame]:
-        raw = pd.read_csv(_need(path), low_memory=False)
+    def split_product(name: str, landed_n: int) -> tuple[Path, pd.DataFrame]:
+        spec = sources[name]
+        text_col, label_col = spec["text_column"], spec["label_column"]
+        raw = pd.read_csv(_need(datasets / spec["file"]), low_memory=False)
         order = rng.permutation(len(raw))
         landed = raw.iloc[np.sort(order[:landed_n])]
         rest = raw.iloc[order[landed_n:]]
-        labels = rest[label_col].map(_star_label)
+        labels = rest[label_col].map(lambda v: map_label(v, spec["label_map"]))
         held = rest[_usable_text(rest[text_col]) & labels.notna()]
         # A review text that also appears among the landed rows is not held out.
         held = held[~held[text_col].isin(set(landed[text_col].dropna()))]
         out = pd.DataFrame(
             {
                 "text": held[text_col].astype(str).to_numpy(),
-                "label": held[label_col].map(_star_label).astype(int).to_numpy(),
+                "label": labels[held.index].astype(int).to_numpy(),
                 "origin": name,
             }
         )
         return _write_csv(landed, out_dir / "landing" / f"{name}.csv.gz"), out
 
-    amazon_landed, amazon_held = split_product(
-        datasets / AMAZON_FILE, "reviews.text", "reviews.rating", amazon_rows, "amazon"
-    )
-    kindle_landed, kindle_held = split_product(
-        datasets / KINDLE_FILE, "reviewText", "overall", kindle_rows, "kindle"
-    )
+    amazon_landed, amazon_held = split_product("amazon", amazon_rows)
+    kindle_landed, kindle_held = split_product("kindle", kindle_rows)
     half = traffic // 2
     parts = [
         amazon_held.sample(n=min(traffic - half, len(amazon_held)), random_state=seed),

@@ -32,19 +32,15 @@ def _load() -> ModuleType:
 demo = _load()
 
 
-def test_star_ratings_map_like_the_source_contract() -> None:
-    assert [demo._star_label(v) for v in (1, "2.0", 4.0, 5)] == [0.0, 0.0, 1.0, 1.0]
-    assert all(pd.isna(demo._star_label(v)) for v in (3, None, "", "n/a"))
+def _products() -> list[dict]:
+    from contracts.reviews import load_sources
+
+    return [load_sources()[name] for name in ("amazon", "kindle")]
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory):
-    for name in (
-        demo.IMDB_FILE,
-        demo.IMDB_INDEX,
-        demo.AMAZON_FILE,
-        demo.KINDLE_FILE,
-    ):
+    for name in (demo.IMDB_FILE, demo.IMDB_INDEX, *(s["file"] for s in _products())):
         real_dataset(name)
     out = tmp_path_factory.mktemp("drift-demo")
     sizes = {"imdb_rows": 400, "amazon_rows": 300, "kindle_rows": 200, "traffic": 120}
