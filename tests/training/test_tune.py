@@ -286,9 +286,21 @@ def test_a_killed_worker_is_resumed_and_its_trial_marked_failed(
     """SIGKILL a real worker mid-study; the next attempt fails its orphan and continues."""
     name = _name("killed")
     storage = open_storage()
+    # From its fourth trial on, the worker's trials hang (heartbeats still
+    # going), so the kill always lands mid-trial however fast trials finish.
     script = (
-        "from training.tune import tune_family\n"
-        f"tune_family('logreg', {str(features_dir)!r}, n_trials=500, timeout_s=600, "
+        "import time\n"
+        "import training.tune as tune\n"
+        "real = tune.make_objective\n"
+        "def hanging(*args, **kwargs):\n"
+        "    inner = real(*args, **kwargs)\n"
+        "    def objective(trial):\n"
+        "        if trial.number >= 3:\n"
+        "            time.sleep(600)\n"
+        "        return inner(trial)\n"
+        "    return objective\n"
+        "tune.make_objective = hanging\n"
+        f"tune.tune_family('logreg', {str(features_dir)!r}, n_trials=500, timeout_s=600, "
         f"study_name={name!r}, seed=2, experiment={EXPERIMENT!r})\n"
     )
     worker = subprocess.Popen(
