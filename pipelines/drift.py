@@ -225,6 +225,14 @@ def decide(
     if not params.get("retrain", True):
         log.warning("%s — retraining disabled by the retrain Param", reason)
         return None
+    if not params.get("retrain_data_path") and not params.get("retrain_extra_sources"):
+        log.warning(
+            "%s — but no retraining data is configured: set the retrain_data_path "
+            "(and retrain_extra_sources) Params to where new labelled data lands; "
+            "nothing is retrained",
+            reason,
+        )
+        return None
     conf: dict[str, Any] = {
         "reason": reason,
         "model_name": params.get("model_name", "review-sentiment"),

@@ -60,7 +60,11 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "dr
         ),
         "retrain": Param(True, type="boolean", title="Trigger training_pipeline on drift"),
         "retrain_data_path": Param(
-            "", type="string", title="Retraining data", description="Where new labelled data lands."
+            "",
+            type="string",
+            title="Retraining data",
+            description="Where new labelled data lands. Empty (and no extra sources): drift is "
+            "reported, nothing is retrained.",
         ),
         "retrain_source": Param("imdb", type="string", title="Retraining data source format"),
         "retrain_extra_sources": Param([], type="array", title="More retraining sources"),
