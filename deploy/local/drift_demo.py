@@ -69,8 +69,9 @@ class Scenario:
 
 
 def datasets_dir() -> Path:
-    default = stack.REPO_ROOT.parent / "shared" / "datasets"
-    return Path(os.environ.get("DRIFTLOOP_DATASETS", default)).resolve()
+    from core.settings import get_settings
+
+    return get_settings().datasets_dir
 
 
 def _need(path: Path) -> Path:
