@@ -32,11 +32,13 @@ from pydantic import (
 
 from features.reviews import FEATURE_COLUMNS, FEATURE_DTYPES, NUMERIC_FEATURES, TEXT_CLEAN
 
+USE_CASE = "reviews"
 FEATURE_CONTRACT_VERSION = "reviews-v1"
 FEATURE_FINGERPRINT = "24081e15e33e399f"
 
 # Canonical raw columns after a source's own names are mapped.
 RAW_TEXT = "text"
+RAW_COLUMNS: tuple[str, ...] = (RAW_TEXT,)
 RAW_LABEL = "label"
 ROW_ID = "review_id"
 SPLIT = "split"
@@ -51,7 +53,9 @@ __all__ = [
     "FEATURE_CONTRACT_VERSION",
     "FEATURE_DTYPES",
     "NUMERIC_FEATURES",
+    "RAW_COLUMNS",
     "TEXT_CLEAN",
+    "USE_CASE",
 ]
 
 

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+RAW_TEXT = "text"
+RAW_COLUMNS: tuple[str, ...] = (RAW_TEXT,)
 TEXT_CLEAN = "text_clean"
 NUMERIC_FEATURES: tuple[str, ...] = (
     "n_chars",
@@ -73,9 +75,7 @@ def _as_text(value: Any) -> str:
 def _drop_controls(text: str) -> str:
     # Category C* (controls, format chars, surrogates, unassigned) but keep
     # whitespace controls, which collapse to a single space later.
-    return "".join(
-        ch if ch.isspace() or unicodedata.category(ch)[0] != "C" else " " for ch in text
-    )
+    return "".join(ch if ch.isspace() or unicodedata.category(ch)[0] != "C" else " " for ch in text)
 
 
 def clean_text(value: Any) -> str:
@@ -145,7 +145,7 @@ FEATURE_DTYPES: dict[str, str] = {
 }
 
 
-def build_features(df: pd.DataFrame, text_col: str = "text") -> pd.DataFrame:
+def build_features(df: pd.DataFrame, text_col: str = RAW_TEXT) -> pd.DataFrame:
     """Feature frame for `df[text_col]`, same index, dtypes from FEATURE_DTYPES.
 
     Deterministic and total: empty strings, None/NaN, emoji, control
