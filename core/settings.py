@@ -49,7 +49,9 @@ def get_settings() -> Settings:
     default_tracking = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     return Settings(
         home=home,
-        datasets_dir=_env_path("DRIFTLOOP_DATASETS", (REPO_ROOT / ".." / "shared" / "datasets").resolve()),
+        datasets_dir=_env_path(
+            "DRIFTLOOP_DATASETS", (REPO_ROOT / ".." / "shared" / "datasets").resolve()
+        ),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", default_tracking),
         model_name=os.environ.get("DRIFTLOOP_MODEL_NAME", "review-sentiment"),
         spark_master=os.environ.get("SPARK_MASTER", "local[*]"),

@@ -62,12 +62,28 @@ def test_no_cycles(dagbag) -> None:
 def test_training_pipeline_wiring(dagbag) -> None:
     dag = dagbag.dags["training_pipeline"]
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
-    chain = ["ingest", "validate_raw", "featurize", "plan_search", "tune", "select_best",
-             "refit", "evaluate", "register"]
+    chain = [
+        "ingest",
+        "validate_raw",
+        "featurize",
+        "plan_search",
+        "tune",
+        "select_best",
+        "refit",
+        "evaluate",
+        "register",
+    ]
     for upstream, downstream in itertools.pairwise(chain):
         assert (upstream, downstream) in edges
-    assert {"data_path", "model_name", "max_quarantine_share", "reason", "families",
-            "n_trials", "family_timeout_s"} <= set(dag.params)
+    assert {
+        "data_path",
+        "model_name",
+        "max_quarantine_share",
+        "reason",
+        "families",
+        "n_trials",
+        "family_timeout_s",
+    } <= set(dag.params)
     assert dag.get_task("tune").is_mapped
 
 
