@@ -172,7 +172,11 @@ def _watch_model(holder: ModelHolder, metrics: ServingMetrics) -> None:
     def loaded(model: LoadedModel) -> None:
         metrics.reloads.labels("loaded").inc()
         metrics.set_model(
-            model.name, model.version, model.loaded_at.timestamp(), model.load_seconds
+            model.name,
+            model.version,
+            model.loaded_at.timestamp(),
+            model.load_seconds,
+            model.alias_set_at.timestamp() if model.alias_set_at else None,
         )
 
     def failed(reason: str) -> None:

@@ -8,8 +8,14 @@ whichever worker answers it, aggregates them all (counters and histograms
 summed, per-worker gauges labelled by pid). Without that variable each
 worker reports only itself.
 
+Names follow Prometheus conventions: counters end in `_total` (added by the
+client library), durations and timestamps are in seconds, sizes in rows.
 Label values are bounded: routes are the app's path templates (anything
-else is `unmatched`), statuses are HTTP codes, labels are 0/1.
+else is `unmatched`), statuses are HTTP codes, labels are 0/1, and
+`model_version` takes one value per registered version ever served (a
+handful over a process's life). Timestamps are exported rather than ages
+("seconds since the alias moved" is `time() - ..._timestamp_seconds` in
+PromQL), so a scrape never goes stale between samples.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ class ServingMetrics:
             registry=registry,
         )
         self.batch_size = Histogram(
-            "driftloop_batch_size",
+            "driftloop_batch_size_rows",
             "Reviews scored per model call (micro-batches and /predict/batch).",
             buckets=BATCH_BUCKETS,
             registry=registry,
@@ -92,14 +98,15 @@ class ServingMetrics:
         )
         self.score = Histogram(
             "driftloop_prediction_score",
-            "Distribution of P(positive) over answered predictions.",
+            "Distribution of P(positive) over answered predictions, by model version.",
+            ["model_version"],
             buckets=SCORE_BUCKETS,
             registry=registry,
         )
         self.predicted = Counter(
             "driftloop_predictions",
-            "Answered predictions by predicted label.",
-            ["label"],
+            "Answered predictions by predicted label and model version.",
+            ["label", "model_version"],
             registry=registry,
         )
         self.model_info = Gauge(
@@ -112,6 +119,13 @@ class ServingMetrics:
         self.model_loaded_at = Gauge(
             "driftloop_model_loaded_timestamp_seconds",
             "Unix time the served model finished loading.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.alias_set_at = Gauge(
+            "driftloop_model_alias_set_timestamp_seconds",
+            "Unix time the serving alias was moved to the served version (its promoted_at tag; "
+            "0 when the version does not say).",
             registry=registry,
             multiprocess_mode="liveall",
         )
@@ -158,7 +172,8 @@ class ServingMetrics:
             ProcessCollector(registry=registry)
         self._served: tuple[str, str] | None = None
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._label_children = (self.predicted.labels("0"), self.predicted.labels("1"))
+        self._version = "none"
+        self._score_children: dict[str, tuple[Any, Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answered request (label lookups cached: this runs per request)."""
@@ -174,7 +189,12 @@ class ServingMetrics:
         children[1].observe(seconds)
 
     def set_model(
-        self, name: str, version: str, loaded_at_unix: float, load_seconds: float
+        self,
+        name: str,
+        version: str,
+        loaded_at_unix: float,
+        load_seconds: float,
+        alias_set_at_unix: float | None = None,
     ) -> None:
         """Point the model gauges at a newly loaded version."""
         if self._served is not None and self._served != (name, version):
@@ -183,6 +203,8 @@ class ServingMetrics:
         self._served = (name, version)
         self.model_loaded_at.set(loaded_at_unix)
         self.model_load_seconds.set(load_seconds)
+        self.alias_set_at.set(alias_set_at_unix or 0.0)
+        self._version = version
 
     def observe_batch(
         self, rows: int, seconds: float, scores: Sequence[float], threshold: float
@@ -190,15 +212,24 @@ class ServingMetrics:
         """One model call: its size and time, and the score and label of every review in it."""
         self.batch_size.observe(rows)
         self.scoring_seconds.observe(seconds)
-        observe = self.score.observe
+        version = self._version
+        children = self._score_children.get(version)
+        if children is None:
+            children = (
+                self.score.labels(version),
+                self.predicted.labels("0", version),
+                self.predicted.labels("1", version),
+            )
+            self._score_children[version] = children
+        observe = children[0].observe
         positives = 0
         for value in scores:
             observe(value)
             positives += value >= threshold
         if positives:
-            self._label_children[1].inc(positives)
+            children[2].inc(positives)
         if len(scores) - positives:
-            self._label_children[0].inc(len(scores) - positives)
+            children[1].inc(len(scores) - positives)
 
     def render(self) -> bytes:
         """The exposition text: this registry, or every worker's files in multiprocess mode."""

@@ -97,6 +97,7 @@ class LoadedModel:
     pipeline: Any
     positive_index: int
     scorer: Scorer
+    alias_set_at: datetime | None = None
 
     @property
     def scoring_path(self) -> str:
@@ -106,6 +107,15 @@ class LoadedModel:
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """P(positive) per row of a `build_features` frame."""
         return np.asarray(self.pipeline.predict_proba(features))[:, self.positive_index]
+
+
+def _alias_set_at(tags: dict[str, str]) -> datetime | None:
+    """When the alias moved to this version: the `promoted_at` tag the gate and rollback write."""
+    try:
+        stamp = datetime.fromisoformat(tags.get("promoted_at", ""))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _first_line(error: BaseException) -> str:
@@ -304,6 +314,7 @@ class ModelHolder:
             pipeline=pipeline,
             positive_index=positive_index,
             scorer=scorer,
+            alias_set_at=_alias_set_at(version.tags or {}),
         )
 
     def _settle_memory(self) -> None:

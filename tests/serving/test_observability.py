@@ -56,13 +56,14 @@ def test_metrics_count_requests_batches_scores_labels_and_the_model(
         == 1
     )
     assert _sample(text, "driftloop_http_request_duration_seconds_count", 'route="/predict"') == 4
-    assert _sample(text, "driftloop_batch_size_sum") == 5
-    assert _sample(text, "driftloop_prediction_score_count") == 5
+    assert _sample(text, "driftloop_batch_size_rows_sum") == 5
+    assert _sample(text, "driftloop_prediction_score_count", 'model_version="1"') == 5
     positives = sum(a["label"] for a in answers)
-    assert _sample(text, "driftloop_predictions_total", 'label="1"') >= positives
+    one, zero = 'label="1",model_version="1"', 'label="0",model_version="1"'
+    assert _sample(text, "driftloop_predictions_total", one) >= positives
     assert (
-        _sample(text, "driftloop_predictions_total", 'label="0"')
-        + _sample(text, "driftloop_predictions_total", 'label="1"')
+        _sample(text, "driftloop_predictions_total", zero)
+        + _sample(text, "driftloop_predictions_total", one)
         == 5
     )
     assert _sample(text, "driftloop_model_info", f'name="{champion_name}",version="1"') == 1
@@ -71,6 +72,21 @@ def test_metrics_count_requests_batches_scores_labels_and_the_model(
     assert _sample(text, "driftloop_model_loaded_timestamp_seconds") > 1.7e9
     assert _sample(text, "driftloop_prediction_log_queue_depth") >= 0
     assert "process_cpu_seconds_total" in text
+
+
+def test_alias_timestamp_comes_from_the_promoted_at_tag(
+    register: Any, model_name: str, settings_for: Any, tracking_uri: str
+) -> None:
+    from mlflow import MlflowClient
+
+    version = register(model_name)
+    MlflowClient(tracking_uri=tracking_uri).set_model_version_tag(
+        model_name, version, "promoted_at", "2026-03-01T12:00:00+00:00"
+    )
+    with TestClient(create_app(settings_for(model_name, prediction_log_enabled=False))) as client:
+        text = client.get("/metrics").text
+
+    assert _sample(text, "driftloop_model_alias_set_timestamp_seconds") == 1772366400.0
 
 
 def test_metrics_content_type_is_prometheus_text(served: TestClient) -> None:
