@@ -204,7 +204,21 @@ def _first_reason(drift: dict[str, Any], performance: dict[str, Any]) -> dict[st
 def decide(
     drift: dict[str, Any], performance: dict[str, Any], params: dict[str, Any], run_id: str
 ) -> dict[str, Any] | None:
-    """The training conf when retraining is due, else None (skips the trigger)."""
+    """The training conf when retraining is due, else None (skips the trigger).
+
+    Every figure of the day and the decision also go to the Pushgateway when
+    one is configured (monitoring.pipeline_metrics).
+    """
+    from monitoring.pipeline_metrics import push_drift_outcome
+
+    conf = _decide_retrain(drift, performance, params, run_id)
+    push_drift_outcome(drift, performance, conf is not None, params, run_id)
+    return conf
+
+
+def _decide_retrain(
+    drift: dict[str, Any], performance: dict[str, Any], params: dict[str, Any], run_id: str
+) -> dict[str, Any] | None:
     drifted = drift.get("decision") == "drift"
     concept = bool(performance.get("concept_drift"))
     if not drifted and not concept:

@@ -85,6 +85,9 @@ def validate(manifest: dict[str, Any], max_quarantine_share: float) -> dict[str,
         report.get("data_docs_path"),
     )
     report["run_dir"] = manifest["run_dir"]
+    from monitoring.pipeline_metrics import push_validation
+
+    push_validation(report, Path(manifest["run_dir"]).name)
     return report
 
 
@@ -133,6 +136,9 @@ def run_spark_featurize(validated: dict[str, Any]) -> dict[str, Any]:
         raise SparkJobFailed(f"spark-submit exited {proc.returncode}:\n" + "\n".join(tail))
     stats = json.loads((output_dir / "stats.json").read_text())
     log.info("features written to %s: %s", output_dir / "features", stats)
+    from monitoring.pipeline_metrics import push_features_written
+
+    push_features_written(stats)
     return {
         "features_dir": str(output_dir / "features"),
         "stats": stats,
@@ -207,6 +213,9 @@ def refit_winner(
         leaderboard=best.get("leaderboard"),
     )
     tag_run(trained["run_id"], params, run_id)
+    from monitoring.pipeline_metrics import push_search
+
+    push_search(best)
     data_docs = Path(specs[0]["run_dir"]) / "data_docs" / "index.html"
     if data_docs.exists():
         import mlflow
@@ -251,6 +260,9 @@ def register_candidate(
     save_reference_profile(trained["run_id"], featurized["features_dir"], featurized["run_dir"])
     result = register_and_gate(trained["run_id"], model_name, featurized["features_dir"])
     log.info("registered %s version %s: %s", model_name, result["version"], result["decision"])
+    from monitoring.pipeline_metrics import push_gate
+
+    push_gate(result, model_name)
     if trained.get("parent_run_id"):
         from training.tune import end_parent_run
 

@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                 by=args.by,
                 allow_contract_mismatch=args.force,
             )
+            from monitoring.pipeline_metrics import push_champion
+
+            push_champion(result["model"], result["champion_version"])
             print(
                 f"{result['model']}: champion v{result['previous_version'] or '-'} -> "
                 f"v{result['champion_version']} by {result['by']} ({result['reason']})"

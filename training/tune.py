@@ -822,6 +822,7 @@ def select_best(results: list[dict[str, Any]]) -> dict[str, Any]:
             "child_run_id": r.get("child_run_id"),
             "best_params": r.get("best_params"),
             "summary": r.get("summary", ""),
+            "elapsed_s": r.get("elapsed_s"),
         }
         for rank, r in enumerate(ranked, start=1)
     ]
