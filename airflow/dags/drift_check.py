@@ -30,6 +30,8 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
+from pipelines.execution import heavy_task
+
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
 
 
@@ -96,7 +98,7 @@ def drift_check() -> None:
         context = get_current_context()
         return run(str(context["params"]["model_name"]), context["run_id"])
 
-    @task
+    @heavy_task("drift")
     def detect_drift(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import detect_drift as run
 

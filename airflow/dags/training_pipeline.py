@@ -29,6 +29,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from pipelines.execution import heavy_task
+
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
 
 
@@ -105,7 +107,7 @@ def training_pipeline() -> None:
         params = get_current_context()["params"]
         return validate(manifest, float(params["max_quarantine_share"]))
 
-    @task
+    @heavy_task("featurize")
     def featurize(validated: dict[str, Any]) -> dict[str, Any]:
         from pipelines.training import run_spark_featurize
 
@@ -118,7 +120,7 @@ def training_pipeline() -> None:
         context = get_current_context()
         return run(featurized, manifest, dict(context["params"]), context["run_id"])
 
-    @task(max_active_tis_per_dagrun=4)
+    @heavy_task("tune", max_active_tis_per_dagrun=4)
     def tune(spec: dict[str, Any]) -> dict[str, Any]:
         from training.tune import tune_family
 
@@ -137,7 +139,7 @@ def training_pipeline() -> None:
 
         return run(list(results))
 
-    @task
+    @heavy_task("refit")
     def refit(
         best: dict[str, Any], specs: list[dict[str, Any]], manifest: dict[str, Any]
     ) -> dict[str, Any]:

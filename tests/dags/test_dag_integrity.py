@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,25 @@ HEAVY = (
 )
 
 
-@pytest.fixture(scope="module")
-def dagbag():
+MODES = ("local", "kubernetes")
+HEAVY_TASKS = {
+    "training_pipeline": {"featurize", "tune", "refit"},
+    "drift_check": {"detect_drift"},
+}
+
+
+def _parse(mode: str):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DRIFTLOOP_EXECUTION", mode)
+        return DagBag(dag_folder=str(DAGS_DIR))
+
+
+@pytest.fixture(scope="module", params=MODES)
+def dagbag(request):
+    """Every integrity test runs on the DAGs as parsed in each execution mode."""
+    return _parse(request.param)
 
 
 def test_dag_files_exist() -> None:
@@ -95,8 +110,43 @@ def test_drift_check_wiring(dagbag) -> None:
     assert {"thresholds", "retrain", "retrain_data_path", "window_start"} <= set(dag.params)
 
 
+def test_modes_share_task_ids_params_and_graph() -> None:
+    """Kubernetes mode changes where heavy tasks run, nothing a user sees in the graph."""
+    local, kubernetes = _parse("local"), _parse("kubernetes")
+    assert local.import_errors == {} and kubernetes.import_errors == {}
+    assert set(local.dags) == set(kubernetes.dags)
+    for dag_id, dag in local.dags.items():
+        other = kubernetes.dags[dag_id]
+        assert set(dag.task_dict) == set(other.task_dict)
+        assert dict(dag.params) == dict(other.params)
+        for task in dag.tasks:
+            twin = other.get_task(task.task_id)
+            assert task.downstream_task_ids == twin.downstream_task_ids
+            assert task.is_mapped == twin.is_mapped
+            assert task.retries == twin.retries
+
+
+def test_heavy_tasks_are_pods_only_in_kubernetes_mode() -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    for mode, bag in (("local", _parse("local")), ("kubernetes", _parse("kubernetes"))):
+        for dag_id, heavy in HEAVY_TASKS.items():
+            dag = bag.dags[dag_id]
+            for task in dag.tasks:
+                operator = task.operator_class if task.is_mapped else type(task)
+                is_pod = issubclass(operator, KubernetesPodOperator)
+                expected = mode == "kubernetes" and task.task_id in heavy
+                assert is_pod == expected, f"{mode}: {dag_id}.{task.task_id} is_pod={is_pod}"
+
+
+def test_unknown_execution_mode_is_an_import_error() -> None:
+    errors = _parse("cluster").import_errors
+    assert errors and all("DRIFTLOOP_EXECUTION" in str(e) for e in errors.values())
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_imports_no_heavy_library(dag_file: Path) -> None:
+def test_dag_file_imports_no_heavy_library(dag_file: Path, mode: str) -> None:
     """Parsing must stay fast: heavy libraries are imported inside tasks only."""
     code = (
         "import importlib.util, json, sys\n"
@@ -105,7 +155,8 @@ def test_dag_file_imports_no_heavy_library(dag_file: Path) -> None:
         "spec.loader.exec_module(module)\n"
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
     )
+    env = {**os.environ, "DRIFTLOOP_EXECUTION": mode}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,192 @@
+"""Every pod kubernetes mode would submit, built from the DAGs by the provider and validated.
+
+No cluster: ``KubernetesPodOperator.build_pod_request_obj(dry_run=True)`` gives
+the exact ``V1Pod``; ``kubernetes-validate`` checks it against the bundled
+OpenAPI schemas of the targeted Kubernetes version (strict: unknown fields fail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.execution import load_pod_settings
+from tests.k8s.podspecs import (
+    KIND_OF,
+    KUBERNETES_VERSION,
+    REPO_ROOT,
+    SAMPLE_ARGS,
+    container,
+    env_of,
+    parse_dags,
+    render_pod,
+)
+
+
+@pytest.fixture(scope="module")
+def bag():
+    return parse_dags("kubernetes")
+
+
+@pytest.fixture(scope="module")
+def pods(bag) -> dict[tuple[str, str], dict]:
+    return {key: render_pod(bag, *key) for key in SAMPLE_ARGS}
+
+
+def test_every_heavy_task_has_a_pod(bag, pods) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    pod_tasks = {
+        (dag_id, task.task_id)
+        for dag_id, dag in bag.dags.items()
+        for task in dag.tasks
+        if issubclass(task.operator_class if task.is_mapped else type(task), KubernetesPodOperator)
+    }
+    assert pod_tasks == set(pods)
+
+
+@pytest.mark.parametrize("key", list(SAMPLE_ARGS), ids=lambda k: f"{k[0]}.{k[1]}")
+def test_pod_validates_against_kubernetes_schema(pods, key) -> None:
+    import kubernetes_validate
+
+    manifest = pods[key]
+    assert kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("key", list(SAMPLE_ARGS), ids=lambda k: f"{k[0]}.{k[1]}")
+def test_pod_image_command_account_and_resources(pods, key) -> None:
+    settings = load_pod_settings()
+    manifest, kind = pods[key], KIND_OF[key]
+    spec, base = manifest["spec"], container(manifest)
+    assert base["image"] == settings.image
+    assert base["command"] == ["python", "-m", "pipelines.pod_runtime"]
+    assert "args" not in base or not base["args"]
+    assert spec["serviceAccountName"] == "driftloop-task"
+    assert spec["automountServiceAccountToken"] is False
+    assert manifest["metadata"]["namespace"] == "driftloop"
+    assert spec["restartPolicy"] == "Never"
+    assert base["resources"] == settings.resources[kind]
+    assert manifest["metadata"]["labels"]["driftloop.io/task-kind"] == kind
+    assert manifest["metadata"]["labels"]["task_id"] == key[1]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert base["securityContext"]["allowPrivilegeEscalation"] is False
+    # The XCom sidecar shares /airflow/xcom with the task container.
+    sidecar = container(manifest, "airflow-xcom-sidecar")
+    assert {"name": "xcom", "mountPath": "/airflow/xcom"} in sidecar["volumeMounts"]
+    assert {"name": "xcom", "mountPath": "/airflow/xcom"} in base["volumeMounts"]
+    lake = {"name": "lake", "mountPath": settings.lake_mount_path}
+    assert lake in base["volumeMounts"]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == [settings.lake_claim]
+
+
+@pytest.mark.parametrize("key", list(SAMPLE_ARGS), ids=lambda k: f"{k[0]}.{k[1]}")
+def test_pod_env_carries_task_payload_and_settings(bag, pods, key) -> None:
+    env = env_of(pods[key])
+    assert env["DRIFTLOOP_HOME"] == "/var/lib/driftloop"
+    assert env["DRIFTLOOP_TASK_FUNCTION"] == key[1]
+    assert env["DRIFTLOOP_TASK_SOURCE"].startswith(f"def {key[1]}(")
+    assert "@heavy_task" not in env["DRIFTLOOP_TASK_SOURCE"]
+    sample = SAMPLE_ARGS[key]
+    args = json.loads(env["DRIFTLOOP_TASK_ARGS"])
+    assert args["args"] == sample.get("args", [])
+    assert args["kwargs"] == sample.get("mapped", sample.get("kwargs", {}))
+    context = json.loads(env["DRIFTLOOP_TASK_CONTEXT"])
+    assert context["run_id"] == "manual__2026-01-01"
+    assert context["params"] == json.loads(json.dumps(dict(bag.dags[key[0]].params)))
+    env_from = container(pods[key])["envFrom"]
+    assert {"configMapRef": {"name": "driftloop-config"}} in env_from
+    assert {"secretRef": {"name": "driftloop-secrets"}} in env_from
+
+
+def test_featurize_pod_is_a_spark_client_driver(pods) -> None:
+    env = env_of(pods[("training_pipeline", "featurize")])
+    assert env["SPARK_MASTER"].startswith("spark://")
+    assert env["SPARK_LOCAL_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert "SPARK_MASTER" not in env_of(pods[("training_pipeline", "tune")])
+
+
+def test_operator_settings_not_in_the_manifest(bag) -> None:
+    """Pod lifecycle settings live on the operator: delete only succeeded pods, stream logs."""
+    for key in SAMPLE_ARGS:
+        task = bag.dags[key[0]].get_task(key[1])
+        kwargs = task.partial_kwargs if task.is_mapped else vars(task)
+        assert getattr(kwargs["on_finish_action"], "value", kwargs["on_finish_action"]) == (
+            "delete_succeeded_pod"
+        )
+        assert kwargs["get_logs"] is True
+        assert kwargs["do_xcom_push"] is True
+    tune = bag.dags["training_pipeline"].get_task("tune")
+    assert tune.partial_kwargs["max_active_tis_per_dagrun"] == 4
+
+
+def test_rendered_template_shows_the_pod(bag) -> None:
+    """What the UI's Rendered Template tab shows for a pod task: the full pod spec."""
+    from tests.k8s.podspecs import bind_operator, task_context
+
+    dag = bag.dags["training_pipeline"]
+    operator = bind_operator(dag, "refit", SAMPLE_ARGS[("training_pipeline", "refit")])
+    operator.render_template_fields(task_context(dag, "refit", "manual__x"))
+    shown = yaml.safe_load(operator.pod_spec)
+    assert shown["kind"] == "Pod"
+    assert container(shown)["image"] == load_pod_settings().image
+    assert "pod_spec" in operator.template_fields
+
+
+def test_pod_runtime_runs_the_shipped_function(tmp_path: Path) -> None:
+    """The pod's command, fed the rendered env of a pod task, returns the function's value."""
+    from airflow.sdk import dag as dag_decorator
+    from airflow.sdk import get_current_context
+
+    from pipelines.execution import load_pod_settings as settings_loader
+    from pipelines.pod_operator import pod_manifest, pod_task
+    from tests.k8s.podspecs import task_context
+
+    @dag_decorator(dag_id="pod_payload_probe", schedule=None, params={"scale": 3})
+    def probe():
+        @pod_task("tune", settings_loader())
+        def scale(spec: dict, offset: int = 0) -> dict:
+            context = get_current_context()
+            factor = context["params"]["scale"]
+            return {
+                "scaled": [v * factor + offset for v in spec["values"]],
+                "run": context["run_id"],
+            }
+
+        scale(spec={"values": [1, 2]}, offset=1)
+
+    dag = probe()
+    operator = dag.get_task("scale")
+    operator.op_kwargs = {"spec": {"values": [1, 2]}, "offset": 1}
+    manifest = pod_manifest(
+        operator.build_pod_request_obj(task_context(dag, "scale", "run-7"), dry_run=True)
+    )
+    base = container(manifest)
+    env = {**os.environ, **{e["name"]: e["value"] for e in base["env"] if "value" in e}}
+    env["DRIFTLOOP_XCOM_PATH"] = str(tmp_path / "return.json")
+    command = [sys.executable if base["command"][0] == "python" else base["command"][0]]
+    subprocess.run([*command, *base["command"][1:]], env=env, cwd=REPO_ROOT, check=True)
+    assert json.loads((tmp_path / "return.json").read_text()) == {"scaled": [4, 7], "run": "run-7"}
+
+
+def test_pod_runtime_refuses_to_run_without_payload(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_TASK_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.pod_runtime"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "DRIFTLOOP_TASK_FUNCTION is not set" in result.stderr
