@@ -37,7 +37,7 @@ test: setup ## run the whole suite (skew, DAG, integration and e2e tests include
 test-fast: setup ## unit tests only
 	$(PY) -m pytest -m "not slow"
 
-lint: setup ## ruff lint + format check, mypy on the pure packages
+lint: setup ## ruff lint + format check, mypy over the product packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

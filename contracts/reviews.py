@@ -195,7 +195,8 @@ class FeedbackResponse(BaseModel):
 def load_sources() -> dict[str, dict[str, Any]]:
     """The known raw sources from sources.yaml."""
     path = Path(__file__).with_name("sources.yaml")
-    return yaml.safe_load(path.read_text())["sources"]
+    sources: dict[str, dict[str, Any]] = yaml.safe_load(path.read_text())["sources"]
+    return sources
 
 
 def map_label(value: Any, label_map: dict[str, int]) -> int | None:

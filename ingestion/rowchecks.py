@@ -180,7 +180,7 @@ def flag_conflicting_duplicates(rows: pd.DataFrame) -> pd.DataFrame:
         pairs = list(zip(group["source"], group["source_row"], strict=True))[:5]
         places = ", ".join(f"{s}:{r}" for s, r in pairs)
         counts = group["label"].value_counts().sort_index()
-        labels = " and ".join(f"{int(k)} ({v}x)" for k, v in counts.items())
+        labels = " and ".join(f"{int(k)} ({v}x)" for k, v in counts.items())  # type: ignore[call-overload]
         more = "" if len(group) <= 5 else f" and {len(group) - 5} more"
         message = f"same text appears {len(group)} times with labels {labels} at {places}{more}"
         rows.loc[group.index, "reason"] = "duplicate_conflicting_label"

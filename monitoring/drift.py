@@ -117,7 +117,7 @@ def _require_columns(frame: pd.DataFrame, name: str) -> None:
 
 
 def _has_scores(frame: pd.DataFrame) -> bool:
-    return SCORE in frame.columns and frame[SCORE].notna().any()
+    return SCORE in frame.columns and bool(frame[SCORE].notna().any())
 
 
 def _prepare(frame: pd.DataFrame, with_score: bool) -> pd.DataFrame:

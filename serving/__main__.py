@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -51,7 +52,7 @@ def main() -> None:
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # keep a handler someone else set
         signal.signal(signal.SIGTERM, _exit_cleanly)
     configure_logging(settings.log_level, settings.log_json)
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_config": log_config(settings.log_level, settings.log_json),

@@ -115,8 +115,9 @@ def _printable(value: Any) -> Any:
     return value
 
 
-async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     """FastAPI's 422 shape; its default handler fails (500) on input it cannot encode."""
+    assert isinstance(error, RequestValidationError)  # registered for this class only
     return JSONResponse(
         {"detail": _printable(jsonable_encoder(_printable(list(error.errors()))))},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,

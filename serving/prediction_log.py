@@ -435,7 +435,7 @@ def read_predictions(
     frame["feedback_label"] = frame["feedback_label"].astype("Int64")
     for name, dtype in READ_DTYPES.items():
         if name not in ("ts", "feedback_label") and dtype != "object":
-            frame[name] = frame[name].astype(dtype)
+            frame[name] = frame[name].astype(dtype)  # type: ignore[call-overload]  # dtype names are str
     return frame
 
 

@@ -36,7 +36,7 @@ from contracts.reviews import (
 from features.reviews import FEATURE_COLUMNS
 from serving.deps import AdminDep, HolderDep, ModelDep, RuntimeDep
 from serving.metrics import CONTENT_TYPE
-from serving.model import ModelLoadError
+from serving.model import LoadedModel, ModelLoadError
 from serving.prediction_log import UnknownRequestError
 from serving.ratelimit import RateLimiterUnavailableError, retry_after_header
 from serving.runtime import ServingRuntime
@@ -385,6 +385,7 @@ async def admin_reload(
     holder = runtime.holder
     previous = holder.current
     try:
+        loaded: LoadedModel | None
         if force:
             loaded = await anyio.to_thread.run_sync(
                 holder.force_reload, settings.model_name, settings.model_alias
