@@ -377,7 +377,7 @@ def feature_fingerprint() -> str:
     from features.credit import build_features
 
     frame = build_features(fingerprint_frame())
-    rounded = frame.astype(object).where(frame.notna(), None)
+    rounded = frame.astype(object).where(frame.notna(), None)  # type: ignore[call-overload]
     payload = json.dumps(
         {
             "dtypes": {k: str(v) for k, v in frame.dtypes.items()},

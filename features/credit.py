@@ -145,7 +145,9 @@ def _matrix(df: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return np.column_stack([_numeric(df, c) for c in columns])
 
 
-def _one_hot(codes: np.ndarray, mapping: dict[int, str], levels: tuple[str, ...]) -> dict:
+def _one_hot(
+    codes: np.ndarray, mapping: dict[int, str], levels: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """One int64 indicator per level; codes outside `mapping` (and NaN) map to "other"."""
     meaning = np.full(codes.shape, "other", dtype=object)
     for code, name in mapping.items():

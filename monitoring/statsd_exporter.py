@@ -28,6 +28,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -148,12 +149,12 @@ def parse_line(line: str) -> StatsdSample | None:
                 if key:
                     tags[key] = value
     try:
-        value = float(raw)
+        number = float(raw)
     except ValueError:
         return None
     if kind == "c":
-        value /= rate
-    return StatsdSample(name, value, kind, tags, delta=kind == "g" and raw[:1] in "+-")
+        number /= rate
+    return StatsdSample(name, number, kind, tags, delta=kind == "g" and raw[:1] in "+-")
 
 
 def _sanitize(name: str) -> str:
@@ -170,7 +171,7 @@ class StatsdTranslator:
         self._lock = threading.Lock()
         self._said_full = False
 
-    def _metric(self, name: str, kind: str, labels: tuple[str, ...], text: str) -> object | None:
+    def _metric(self, name: str, kind: str, labels: tuple[str, ...], text: str) -> Any | None:
         known = self._metrics.get(name)
         if known is not None:
             return known[0] if known[1] == kind and known[2] == labels else None
@@ -195,8 +196,10 @@ class StatsdTranslator:
         mapping = MAPPINGS[0]
         with self._lock:
             metric = self._metric(mapping.metric, mapping.kind, mapping.labels, mapping.help)
+            if metric is None:
+                return
             for state in ("success", "failed"):
-                metric.labels(dag_id=dag_id, state=state)  # type: ignore[attr-defined]
+                metric.labels(dag_id=dag_id, state=state)
 
     def apply(self, sample: StatsdSample) -> bool:
         """Record one sample; False when it is dropped (unknown shape or missing tags)."""
@@ -222,7 +225,7 @@ class StatsdTranslator:
             metric = self._metric(metric_name, kind, labels, text)
             if metric is None:
                 return False
-            child = metric.labels(**label_values) if labels else metric  # type: ignore[attr-defined]
+            child = metric.labels(**label_values) if labels else metric
             if kind == "counter":
                 child.inc(max(sample.value, 0.0))
             elif kind == "gauge":
