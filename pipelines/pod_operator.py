@@ -118,7 +118,7 @@ class PodTaskOperator(DecoratedOperator, KubernetesPodOperator):
 
     def execute(self, context: Any) -> Any:
         if os.environ.get(ENV_BACKEND) == "docker":
-            from pipelines.docker_pod import run_pod
+            from pipelines.docker_pod import run_pod  # type: ignore[import-untyped]
 
             pod = self.build_pod_request_obj(context)
             return run_pod(pod, log=self.log)
