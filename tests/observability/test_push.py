@@ -168,3 +168,26 @@ def test_samples_of_one_metric_must_share_label_names() -> None:
         push.build_registry(
             [push.Sample("m", 1.0, "h", {"a": "1"}), push.Sample("m", 2.0, "h", {"b": "1"})]
         )
+
+
+def test_hold_streak_counts_the_latest_held_back_versions(driftloop_home: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training.mlflow_utils import configure
+
+    uri = configure()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "push-hold-streak"
+    client.create_registered_model(name)
+    with mlflow.start_run() as run:
+        mlflow.log_text("x", "model/placeholder.txt")
+    verdicts = ["true", "false", "true", "false", "false"]
+    for verdict in verdicts:
+        version = client.create_model_version(
+            name, f"runs:/{run.info.run_id}/model", run.info.run_id
+        )
+        client.set_model_version_tag(name, version.version, "gate.promote", verdict)
+    assert pipeline_metrics.consecutive_holds(name) == 2
+    client.set_model_version_tag(name, "5", "gate.promote", "true")
+    assert pipeline_metrics.consecutive_holds(name) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -100,3 +102,13 @@ def pushgateway(workdir: Path) -> Iterator[str]:
     ]
     with running(command, f"{url}/-/ready", workdir / "pushgateway.log"):
         yield url
+
+
+def load_dashboards_module() -> ModuleType:
+    """deploy/grafana/dashboards.py (a script, not a package module) loaded by path."""
+    path = REPO_ROOT / "deploy" / "grafana" / "dashboards.py"
+    spec = importlib.util.spec_from_file_location("driftloop_grafana_dashboards", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
