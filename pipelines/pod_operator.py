@@ -138,6 +138,13 @@ def pod_manifest_yaml(pod: k8s.V1Pod) -> str:
     return yaml.safe_dump(pod_manifest(pod), sort_keys=False)
 
 
+def _restricted_container() -> k8s.V1SecurityContext:
+    return k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    )
+
+
 def pod_arguments(kind: str, settings: PodSettings) -> dict[str, Any]:
     """KubernetesPodOperator arguments for one task kind, from the pod config."""
     env = {**settings.env, **settings.kind_env.get(kind, {})}
@@ -202,10 +209,9 @@ def pod_arguments(kind: str, settings: PodSettings) -> dict[str, Any]:
             fs_group=uid,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
-        "container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
+        "container_security_context": _restricted_container(),
+        # The sidecar too: the namespace enforces the "restricted" Pod Security Standard.
+        "xcom_sidecar_container_security_context": _restricted_container(),
         "on_finish_action": "delete_succeeded_pod",
         "get_logs": True,
         "do_xcom_push": True,

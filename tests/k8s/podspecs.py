@@ -115,4 +115,28 @@ def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_image() -> str:
-    return os.environ.get("DRIFTLOOP_PIPELINE_IMAGE", "driftloop/pipeline:latest")
+    return os.environ.get("DRIFTLOOP_PIPELINE_IMAGE", "driftloop/pipeline:dev")
+
+
+def restricted_violations(spec: dict[str, Any]) -> list[str]:
+    """Where a pod spec breaks the "restricted" Pod Security Standard the namespace enforces."""
+    problems = []
+    pod_context = spec.get("securityContext") or {}
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        context = c.get("securityContext") or {}
+        name = c["name"]
+        if not (context.get("runAsNonRoot") or pod_context.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot not set")
+        if (context.get("runAsUser", pod_context.get("runAsUser")) or 0) == 0:
+            problems.append(f"{name}: no non-zero runAsUser")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
+            problems.append(f"{name}: capabilities not dropped")
+        seccomp = context.get("seccompProfile") or pod_context.get("seccompProfile") or {}
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: no seccomp profile")
+    for volume in spec.get("volumes", []):
+        if "hostPath" in volume:
+            problems.append(f"volume {volume['name']} is a hostPath")
+    return problems

@@ -190,3 +190,10 @@ def test_pod_runtime_refuses_to_run_without_payload(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "DRIFTLOOP_TASK_FUNCTION is not set" in result.stderr
+
+
+@pytest.mark.parametrize("key", list(SAMPLE_ARGS), ids=lambda k: f"{k[0]}.{k[1]}")
+def test_pod_meets_restricted_pod_security(pods, key) -> None:
+    from tests.k8s.podspecs import restricted_violations
+
+    assert restricted_violations(pods[key]["spec"]) == []
