@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help setup lock test test-fast lint format
+.PHONY: help setup hooks lock test test-fast lint format
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,18 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'driftloop.pth').write_text('$(CURDIR)\n')"
 	@touch $@
 
-setup: $(STAMP) ## create .venv with everything from requirements/dev.lock
+setup: $(STAMP) hooks ## create .venv with everything from requirements/dev.lock, git hook
+
+# The git pre-commit hook (.pre-commit-config.yaml). Installed once per clone; skipped outside
+# a git checkout and in a linked worktree, whose hooks directory is shared with the main one.
+hooks: $(STAMP)
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		echo "not a git checkout: no pre-commit hook installed"; \
+	elif [ "$$(git rev-parse --git-dir)" != "$$(git rev-parse --git-common-dir)" ]; then \
+		: "linked worktree: run $(VENV)/bin/pre-commit install yourself if you want it"; \
+	elif [ ! -e "$$(git rev-parse --git-path hooks/pre-commit)" ]; then \
+		$(VENV)/bin/pre-commit install --allow-missing-config; \
+	fi
 
 lock: ## re-resolve the pinned lock files from requirements/*.txt
 	$(UV) pip compile requirements/dev.txt -p 3.11 --no-header -q -o requirements/dev.lock
