@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,6 +139,94 @@ def services() -> list[Service]:
     ]
 
 
+PROMETHEUS_PORT = int(os.environ.get("DRIFTLOOP_PROMETHEUS_PORT", "9090"))
+PUSHGATEWAY_PORT = int(os.environ.get("DRIFTLOOP_PUSHGATEWAY_PORT", "9091"))
+STATSD_PORT = int(os.environ.get("DRIFTLOOP_STATSD_PORT", "9125"))
+STATSD_EXPORTER_PORT = int(os.environ.get("DRIFTLOOP_STATSD_EXPORTER_PORT", "9102"))
+OBSERVABILITY_PACKAGES = "apt-get install prometheus prometheus-pushgateway"
+
+
+def observability_services() -> list[Service]:
+    """Prometheus (+ the Airflow StatsD exporter) and the Pushgateway, where installed.
+
+    Prometheus reads deploy/prometheus/prometheus.yml, whose scrape targets are
+    this stack's default ports.
+    """
+    found: list[Service] = []
+    gateway = shutil.which("prometheus-pushgateway")
+    if gateway:
+        found.append(
+            Service(
+                "pushgateway",
+                [
+                    gateway,
+                    f"--web.listen-address=127.0.0.1:{PUSHGATEWAY_PORT}",
+                    f"--persistence.file={HOME / 'pushgateway' / 'metrics.data'}",
+                ],
+                f"http://127.0.0.1:{PUSHGATEWAY_PORT}/-/ready",
+                signal.SIGTERM,
+                60,
+            )
+        )
+    prometheus = shutil.which("prometheus")
+    if prometheus:
+        found.append(
+            Service(
+                "statsd-exporter",
+                [
+                    sys.executable,
+                    "-m",
+                    "monitoring.statsd_exporter",
+                    f"--statsd-port={STATSD_PORT}",
+                    f"--web-port={STATSD_EXPORTER_PORT}",
+                    "--seed-dag=training_pipeline",
+                    "--seed-dag=drift_check",
+                ],
+                f"http://127.0.0.1:{STATSD_EXPORTER_PORT}/metrics",
+                signal.SIGTERM,
+                60,
+            )
+        )
+        found.append(
+            Service(
+                "prometheus",
+                [
+                    prometheus,
+                    f"--config.file={REPO_ROOT / 'deploy' / 'prometheus' / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={HOME / 'prometheus'}",
+                    f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+                ],
+                f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready",
+                signal.SIGTERM,
+                60,
+            )
+        )
+    return found
+
+
+def observability_env(present: list[Service]) -> dict[str, str]:
+    """Point the pipelines at the Pushgateway and Airflow's StatsD output at the exporter."""
+    names = {service.name for service in present}
+    env: dict[str, str] = {}
+    if "pushgateway" in names:
+        env["DRIFTLOOP_PUSHGATEWAY_URL"] = f"http://127.0.0.1:{PUSHGATEWAY_PORT}"
+    if "statsd-exporter" in names:
+        env.update(
+            {
+                "AIRFLOW__METRICS__STATSD_ON": "True",
+                "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+                "AIRFLOW__METRICS__STATSD_PORT": str(STATSD_PORT),
+                "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            }
+        )
+    return env
+
+
+def all_services() -> list[Service]:
+    """The observability services first, so Airflow starts with its StatsD target up."""
+    return observability_services() + services()
+
+
 def _read_pid(service: Service) -> int | None:
     try:
         pid = int(service.pid_file.read_text().strip())
@@ -215,7 +304,13 @@ def up() -> None:
     env = stack_env()
     (HOME / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
     print("starting the embedded stack (state in", HOME, ")")
-    todo = services()
+    watching = observability_services()
+    env.update(observability_env(watching))
+    if len(watching) < 3:
+        print(
+            f"  metrics: Prometheus and/or the Pushgateway not installed ({OBSERVABILITY_PACKAGES})"
+        )
+    todo = all_services()
     for service in todo:
         start(service, env)
     for service in todo:
@@ -272,13 +367,13 @@ def stop(service: Service, grace: float = 45) -> None:
 
 def down() -> None:
     print("stopping the embedded stack")
-    for service in reversed(services()):
+    for service in reversed(all_services()):
         stop(service)
 
 
 def status() -> int:
     code = 0
-    for service in services():
+    for service in all_services():
         pid = _read_pid(service)
         healthy = _healthy(service.health_url)
         print(f"  {service.name:8s} pid={pid or '-':<8} healthy={healthy}  {service.health_url}")
