@@ -4,8 +4,9 @@ Every process kind reads its column names and dtypes from here, so a rename
 is one edit. `FEATURE_CONTRACT_VERSION` names the feature definitions a model
 was trained with; the registry records it and serving refuses a model whose
 version it does not compute. `FEATURE_FINGERPRINT` is a hash of what
-`features.build_features` returns on a fixed set of hostile inputs; a test
-recomputes it, so changing a feature without bumping the version fails CI.
+`features.build_features` returns on a fixed set of hostile inputs; the
+append-only history in `fingerprints.yaml` (see `contracts.history`) records it per
+version, so changing a feature without a new version fails CI and serving.
 """
 
 from __future__ import annotations

@@ -53,12 +53,15 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
+import contracts.reviews as contract_module
+from contracts.history import ContractHistoryError, verify_served_model
 from contracts.reviews import FEATURE_CONTRACT_VERSION
 from serving.scoring import Scorer, ScorerMismatchError, compile_scorer
 
 log = logging.getLogger(__name__)
 
 CONTRACT_TAG = "feature_contract_version"
+FINGERPRINT_TAG = "feature_fingerprint"  # what the training run computed
 POSITIVE_CLASS = 1
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
@@ -229,6 +232,12 @@ class ModelHolder:
                 f"Retrain with the current features/ code and register the version with "
                 f"{CONTRACT_TAG}={FEATURE_CONTRACT_VERSION!r}, or point {alias!r} at such a version"
             )
+        try:
+            verify_served_model(contract_module, found, (version.tags or {}).get(FINGERPRINT_TAG))
+        except ContractHistoryError as error:
+            raise IncompatibleModelError(
+                f"refused model {name!r} version {version.version} (alias {alias!r}): {error}"
+            ) from error
         return version
 
     def _load_pipeline(self, name: str, version: str) -> Any:

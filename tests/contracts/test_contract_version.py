@@ -13,8 +13,8 @@ def test_feature_fingerprint_matches_the_recorded_version() -> None:
     assert actual == contract.FEATURE_FINGERPRINT, (
         f"features.build_features changed its output (fingerprint {actual}, recorded "
         f"{contract.FEATURE_FINGERPRINT}). Bump FEATURE_CONTRACT_VERSION in contracts/reviews.py "
-        "and record the new FEATURE_FINGERPRINT: models trained on the old features must not be "
-        "served with the new ones."
+        "and add the new version to contracts/fingerprints.yaml: models trained on the old "
+        "features must not be served with the new ones."
     )
 
 
