@@ -29,21 +29,17 @@ def run_dir_for(run_id: str) -> Path:
 
 
 def resolve_sources(params: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
-    """The sources named by the run's Params; synthetic data when no path is given."""
+    """The sources named by the run's checked Params; synthetic data when no path is given."""
     sources: list[dict[str, Any]] = []
-    data_path = str(params.get("data_path") or "").strip()
-    if data_path:
-        sources.append({"path": data_path, "source": params.get("source", "imdb")})
-    for extra in params.get("extra_sources") or []:
-        if not isinstance(extra, dict) or "path" not in extra:
-            raise ValueError(f"extra_sources entries need a 'path' key, got {extra!r}")
-        sources.append(extra)
+    if params.get("data_path"):
+        sources.append({"path": params["data_path"], "source": params["source"]})
+    sources.extend(dict(extra) for extra in params.get("extra_sources") or [])
     if not sources:
         from synthetic import generate_reviews
 
         path = run_dir / "generated" / "synthetic_reviews.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = int(params.get("synthetic_rows", 3000))
+        rows = int(params["synthetic_rows"])
         generate_reviews(rows, seed=0).to_csv(path, index=False)
         log.info("no data_path given: generated %d synthetic reviews at %s", rows, path)
         sources.append({"path": str(path), "source": "synthetic"})
@@ -52,9 +48,16 @@ def resolve_sources(params: dict[str, Any], run_dir: Path) -> list[dict[str, Any
 
 def ingest_sources(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     from ingestion.ingest import snapshot_sources
+    from pipelines.params import describe_sources
 
     run_dir = run_dir_for(run_id)
-    log.info("run %s: reason=%s", run_id, params.get("reason", "manual"))
+    log.info(
+        "ingest: snapshotting %s into %s (run %s, reason: %s)",
+        describe_sources(params),
+        run_dir,
+        run_id,
+        params.get("reason", "manual"),
+    )
     if params.get("trigger"):
         log.info("trigger details: %s", json.dumps(params["trigger"], default=str))
     manifest = snapshot_sources(resolve_sources(params, run_dir), str(run_dir))

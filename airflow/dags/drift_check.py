@@ -31,8 +31,26 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task
+from pipelines.params import INFER, source_names
 
+ADVANCED = "Advanced: thresholds and the retrain's search"
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
+
+
+def run_params(check_files: bool = False) -> dict[str, Any]:
+    """This run's Params, checked and normalised (pipelines.params).
+
+    A bad value fails the task at once with one line naming the Param; no
+    retry, since the same value would fail again.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.params import ParamError, check_drift_params
+
+    try:
+        return check_drift_params(get_current_context()["params"], check_files=check_files)
+    except ParamError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 @dag(
@@ -46,35 +64,78 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "dr
     doc_md=__doc__,
     render_template_as_native_obj=True,
     params={
-        "model_name": Param("review-sentiment", type="string", title="Registered model name"),
+        # Everyday fields first (the form's default section) ...
+        "model_name": Param(
+            None,
+            type=["null", "string"],
+            title="Registered model name",
+            description="Whose champion to compare with. Empty: DRIFTLOOP_MODEL_NAME "
+            "(review-sentiment).",
+        ),
         "window_start": Param(
-            "",
-            type="string",
-            title="Window start (ISO, optional)",
-            description="Empty: the run's data interval (or the last 24 h for manual runs).",
+            None,
+            type=["null", "string"],
+            title="Window start",
+            description="ISO 8601 date-time, e.g. 2026-11-30T00:00:00+00:00 (no offset = UTC). "
+            "Empty: the run's data interval; a manual run without one looks at the 24 h "
+            "before Window end (or before now).",
         ),
-        "window_end": Param("", type="string", title="Window end (ISO, optional)"),
-        "thresholds": Param(
-            {},
-            type="object",
-            title="Threshold overrides",
-            description='Any key of monitoring/config/drift.yaml, e.g. {"min_rows": 100}.',
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            title="Window end",
+            description="ISO 8601 date-time after Window start. Empty: 24 h after Window "
+            "start, or the data interval's end, or now.",
         ),
-        "retrain": Param(True, type="boolean", title="Trigger training_pipeline on drift"),
+        "retrain": Param(
+            True,
+            type="boolean",
+            title="Trigger training_pipeline on drift",
+            description="Off: drift is reported but nothing is retrained.",
+        ),
         "retrain_data_path": Param(
-            "",
-            type="string",
-            title="Retraining data",
-            description="Where new labelled data lands. Empty (and no extra sources): drift is "
-            "reported, nothing is retrained.",
+            None,
+            type=["null", "string"],
+            title="Retraining data file",
+            description="Absolute path where new labelled data lands; passed to "
+            "training_pipeline as its Data file. Empty (and no extra retraining sources): "
+            "drift is reported, nothing is retrained.",
         ),
-        "retrain_source": Param("imdb", type="string", title="Retraining data source format"),
-        "retrain_extra_sources": Param([], type="array", title="More retraining sources"),
+        "retrain_source": Param(
+            INFER,
+            type="string",
+            enum=[INFER, *source_names()],
+            values_display={
+                INFER: "Infer from the file name",
+                **{name: name for name in source_names()},
+            },
+            title="Retraining data source format",
+            description="contracts/sources.yaml entry of the retraining data file.",
+        ),
+        "retrain_extra_sources": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "object"},
+            title="Extra retraining sources",
+            description='More labelled files, as a JSON list: [{"path": "/data/kindle.csv.gz", '
+            '"source": "kindle"}]. Empty: none.',
+        ),
+        # ... then the thresholds and the retrain's search settings.
+        "thresholds": Param(
+            None,
+            type=["null", "object"],
+            title="Threshold overrides",
+            description="Any key of monitoring/config/drift.yaml for this run, e.g. "
+            '{"min_rows": 100}. Empty: the file\'s values.',
+            section=ADVANCED,
+        ),
         "retrain_conf": Param(
-            {},
-            type="object",
-            title="Extra training_pipeline conf",
-            description='Merged into the retrain conf, e.g. {"n_trials": 4, "families": ["nbsvm"]}.',
+            None,
+            type=["null", "object"],
+            title="Extra training_pipeline Params",
+            description='Merged into the retrain\'s Params, e.g. {"n_trials": 4, '
+            '"families": ["nbsvm"]}. Empty: training_pipeline\'s defaults.',
+            section=ADVANCED,
         ),
     },
 )
@@ -85,7 +146,7 @@ def drift_check() -> None:
 
         context = get_current_context()
         return run(
-            dict(context["params"]),
+            run_params(check_files=True),
             context["run_id"],
             context.get("data_interval_start"),
             context.get("data_interval_end"),
@@ -95,27 +156,25 @@ def drift_check() -> None:
     def load_reference() -> dict[str, Any]:
         from pipelines.drift import load_reference as run
 
-        context = get_current_context()
-        return run(str(context["params"]["model_name"]), context["run_id"])
+        return run(str(run_params()["model_name"]), get_current_context()["run_id"])
 
     @heavy_task("drift")
     def detect_drift(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import detect_drift as run
 
-        return run(window, reference, dict(get_current_context()["params"]["thresholds"]))
+        return run(window, reference, run_params()["thresholds"])
 
     @task
     def check_performance(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import check_performance as run
 
-        return run(window, reference, dict(get_current_context()["params"]["thresholds"]))
+        return run(window, reference, run_params()["thresholds"])
 
     @task.short_circuit
     def decide(drift: dict[str, Any], performance: dict[str, Any]) -> dict[str, Any] | None:
         from pipelines.drift import decide as run
 
-        context = get_current_context()
-        return run(drift, performance, dict(context["params"]), context["run_id"])
+        return run(drift, performance, run_params(), get_current_context()["run_id"])
 
     window = load_window()
     reference = load_reference()

@@ -30,8 +30,26 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task
+from pipelines.params import INFER, LIMITS, family_names, source_names
 
+ADVANCED = "Advanced: search budget and thresholds"
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
+
+
+def run_params(check_files: bool = False) -> dict[str, Any]:
+    """This run's Params, checked and normalised (pipelines.params).
+
+    A bad value fails the task at once with one line naming the Param; no
+    retry, since the same value would fail again.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.params import ParamError, check_training_params
+
+    try:
+        return check_training_params(get_current_context()["params"], check_files=check_files)
+    except ParamError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 @dag(
@@ -44,51 +62,106 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "dr
     tags=["driftloop", "training"],
     doc_md=__doc__,
     params={
+        # Everyday fields first (the form's default section) ...
         "data_path": Param(
-            "",
-            type="string",
-            title="Data path",
-            description="CSV, CSV.gz, Parquet or JSONL file. Empty: generate synthetic reviews.",
+            None,
+            type=["null", "string"],
+            title="Data file",
+            description="Absolute path of a CSV, CSV.gz, Parquet or JSONL file of labelled "
+            "reviews that the Airflow workers can read. Empty: generate synthetic reviews "
+            "(see Synthetic rows).",
         ),
         "source": Param(
-            "imdb",
+            INFER,
             type="string",
-            enum=["imdb", "kindle", "amazon", "synthetic"],
+            enum=[INFER, *source_names()],
+            values_display={
+                INFER: "Infer from the file name",
+                **{name: name for name in source_names()},
+            },
             title="Source format",
-            description="Column mapping and label map from contracts/sources.yaml.",
+            description="Which column mapping and label map of contracts/sources.yaml the "
+            "file uses. 'Infer from the file name': a file named like a known dataset "
+            "(e.g. imdb_50k.csv.gz) uses that entry, any other file the text/label layout.",
+        ),
+        "model_name": Param(
+            None,
+            type=["null", "string"],
+            title="Registered model name",
+            description="The MLflow registered model that gets the new version. "
+            "Empty: DRIFTLOOP_MODEL_NAME (review-sentiment).",
+        ),
+        "synthetic_rows": Param(
+            3000,
+            type="integer",
+            minimum=int(LIMITS["synthetic_rows"][0]),
+            maximum=int(LIMITS["synthetic_rows"][1]),
+            title="Synthetic rows",
+            description="How many synthetic reviews to generate when Data file is empty "
+            "(ignored otherwise).",
         ),
         "extra_sources": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
+            items={"type": "object"},
             title="Extra sources",
-            description='More inputs, e.g. [{"path": "...", "source": "amazon"}].',
+            description='More labelled files, as a JSON list: [{"path": "/data/amazon.csv.gz", '
+            '"source": "amazon"}]. "source" may be "infer" or left out (inferred from the '
+            "file name). Empty: none.",
         ),
-        "synthetic_rows": Param(3000, type="integer", minimum=100, title="Synthetic rows"),
+        # ... then the search budget and the thresholds.
         "families": Param(
-            ["logreg", "nbsvm", "naive_bayes", "sgd_elasticnet", "linear_svm", "svd_gbm"],
-            type="array",
+            None,
+            type=["null", "array"],
+            items={"type": "string"},
+            examples=family_names(),
             title="Model families",
-            description="One parallel Optuna study each (training/config/search_spaces.yaml).",
+            description="One parallel Optuna study each (training/config/search_spaces.yaml). "
+            "Empty: every family.",
+            section=ADVANCED,
         ),
-        "n_trials": Param(8, type="integer", minimum=1, title="Trials per family"),
+        "n_trials": Param(
+            8,
+            type="integer",
+            minimum=int(LIMITS["n_trials"][0]),
+            maximum=int(LIMITS["n_trials"][1]),
+            title="Trials per family",
+            description="Optuna trials per family (a retried task resumes its study).",
+            section=ADVANCED,
+        ),
         "family_timeout_s": Param(
-            300, type="integer", minimum=10, title="Time budget per family (s)"
+            300,
+            type="integer",
+            minimum=int(LIMITS["family_timeout_s"][0]),
+            maximum=int(LIMITS["family_timeout_s"][1]),
+            title="Time budget per family (s)",
+            description="A family's search stops starting trials after this many seconds.",
+            section=ADVANCED,
         ),
-        "model_name": Param("review-sentiment", type="string", title="Registered model name"),
         "max_quarantine_share": Param(
-            0.05, type="number", minimum=0, maximum=1, title="Max quarantine share"
+            0.05,
+            type="number",
+            minimum=LIMITS["max_quarantine_share"][0],
+            maximum=LIMITS["max_quarantine_share"][1],
+            title="Max quarantine share",
+            description="validate_raw fails the run when a larger share of rows is quarantined.",
+            section=ADVANCED,
         ),
         "reason": Param(
-            "manual",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Why this run",
-            description="Set by drift_check when it triggers a retrain.",
+            description="Logged and tagged on the MLflow run. Set by drift_check when it "
+            "triggers a retrain. Empty: manual.",
+            section=ADVANCED,
         ),
         "trigger": Param(
-            {},
-            type="object",
+            None,
+            type=["null", "object"],
             title="Trigger details",
-            description="From drift_check: metrics, thresholds and report paths that fired.",
+            description="Set by drift_check: the metrics, thresholds and report that fired. "
+            "Empty for manual runs.",
+            section=ADVANCED,
         ),
     },
 )
@@ -98,14 +171,13 @@ def training_pipeline() -> None:
         from pipelines.training import ingest_sources
 
         context = get_current_context()
-        return ingest_sources(dict(context["params"]), context["run_id"])
+        return ingest_sources(run_params(check_files=True), context["run_id"])
 
     @task
     def validate_raw(manifest: dict[str, Any]) -> dict[str, Any]:
         from pipelines.training import validate
 
-        params = get_current_context()["params"]
-        return validate(manifest, float(params["max_quarantine_share"]))
+        return validate(manifest, float(run_params()["max_quarantine_share"]))
 
     @heavy_task("featurize")
     def featurize(validated: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +189,7 @@ def training_pipeline() -> None:
     def plan_search(featurized: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
         from pipelines.training import plan_search as run
 
-        context = get_current_context()
-        return run(featurized, manifest, dict(context["params"]), context["run_id"])
+        return run(featurized, manifest, run_params(), get_current_context()["run_id"])
 
     @heavy_task("tune", max_active_tis_per_dagrun=4)
     def tune(spec: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +217,7 @@ def training_pipeline() -> None:
         from pipelines.training import refit_winner
 
         context = get_current_context()
-        return refit_winner(best, specs, manifest, dict(context["params"]), context["run_id"])
+        return refit_winner(best, specs, manifest, run_params(), context["run_id"])
 
     @task
     def evaluate(trained: dict[str, Any], featurized: dict[str, Any]) -> dict[str, Any]:
@@ -160,8 +231,7 @@ def training_pipeline() -> None:
     ) -> dict[str, Any]:
         from pipelines.training import register_candidate
 
-        params = get_current_context()["params"]
-        return register_candidate(trained, featurized, str(params["model_name"]))
+        return register_candidate(trained, featurized, str(run_params()["model_name"]))
 
     manifest = ingest()
     validated = validate_raw(manifest)
