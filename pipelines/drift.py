@@ -51,6 +51,12 @@ def load_window(
     from serving.prediction_log import read_predictions
 
     window_start, window_end = resolve_window(params, start, end)
+    log.info(
+        "load_window: logged predictions of %s from %s to %s",
+        params.get("model_name"),
+        window_start.isoformat(),
+        window_end.isoformat(),
+    )
     frame = read_predictions(None, window_start, window_end, model_name=params.get("model_name"))
     run_dir = run_dir_for(f"drift_{run_id}")
     path = run_dir / "current.parquet"
@@ -80,8 +86,10 @@ def load_reference(model_name: str, run_id: str) -> dict[str, Any]:
     """The champion's reference profile and test figures (empty when there is no champion)."""
     import mlflow
 
+    from pipelines.links import model_version_url, publish_link
     from training.mlflow_utils import configure
 
+    log.info("load_reference: the reference profile of %s@champion", model_name)
     configure()
     client = mlflow.MlflowClient()
     try:
@@ -98,7 +106,18 @@ def load_reference(model_name: str, run_id: str) -> dict[str, Any]:
         for key, value in version.tags.items()
         if key.startswith("test_")
     }
-    log.info("champion %s v%s: reference profile %s", model_name, version.version, local)
+    publish_link(
+        "model_version",
+        model_version_url(model_name, str(version.version)),
+        what=f"{model_name} version {version.version}",
+    )
+    log.info(
+        "load_reference done: champion %s v%s, reference profile %s, test figures %s",
+        model_name,
+        version.version,
+        local,
+        test_metrics,
+    )
     return {
         "available": True,
         "model_name": model_name,
@@ -119,16 +138,38 @@ def detect_drift(
     from monitoring.reference import load_profile
 
     if not reference.get("available"):
+        log.info("detect_drift: no champion to compare with: insufficient_data, no alarm")
         return {"decision": INSUFFICIENT_DATA, "reasons": [], "detail": "no champion"}
+    log.info(
+        "detect_drift: %d logged predictions vs champion v%s's reference profile "
+        "(Evidently, PSI, domain classifier); threshold overrides %s",
+        window["rows"],
+        reference.get("version"),
+        overrides or "none",
+    )
     thresholds = load_thresholds(overrides or None)
     current = pd.read_parquet(window["current_path"])
     out_dir = Path(window["run_dir"]) / "report"
     result = check_drift(load_profile(reference["profile_path"]), current, thresholds, out_dir)
     outcome = result.to_dict()
-    log.info("drift decision: %s; reasons: %s", result.decision, result.reasons)
     log.info("drift report: %s (JSON: %s)", result.report_html, result.report_json)
     outcome["mlflow_run_id"] = _log_monitoring_run(window, reference, outcome)
+    _publish_report_link(outcome)
+    log.info("detect_drift done: %s; reasons: %s", result.decision, result.reasons)
     return outcome
+
+
+def _publish_report_link(outcome: dict[str, Any]) -> None:
+    """The report as logged to the MLflow `monitoring` run (the UI renders the HTML)."""
+    import mlflow
+
+    from pipelines.links import mlflow_run_url, publish_link
+
+    run_id = outcome["mlflow_run_id"]
+    experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    html = outcome.get("report_html")
+    artifact = f"drift/{Path(html).name}" if html else None
+    publish_link("drift_report", mlflow_run_url(run_id, experiment_id, artifact), what=str(html))
 
 
 def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -182,6 +223,11 @@ def check_performance(
     from monitoring.config import load_thresholds
     from monitoring.performance import realised_performance
 
+    log.info(
+        "check_performance: realised quality on %d feedback labels vs champion v%s's test figures",
+        window["labelled_rows"],
+        reference.get("version", "-"),
+    )
     if not reference.get("available") or window["labelled_rows"] == 0:
         log.info("no feedback labels in the window: realised performance not assessed")
         return {"status": "insufficient_labels", "concept_drift": False, "labelled_rows": 0}
@@ -211,6 +257,14 @@ def decide(
     """
     from monitoring.pipeline_metrics import push_drift_outcome
 
+    log.info(
+        "decide: drift %s, concept drift %s; retrain %s with data %s + %d extra source(s)",
+        drift.get("decision"),
+        bool(performance.get("concept_drift")),
+        "on" if params.get("retrain", True) else "off",
+        params.get("retrain_data_path") or "(none)",
+        len(params.get("retrain_extra_sources") or []),
+    )
     conf = _decide_retrain(drift, performance, params, run_id)
     push_drift_outcome(drift, performance, conf is not None, params, run_id)
     return conf

@@ -328,3 +328,21 @@ def describe_sources(params: Mapping[str, Any]) -> str:
     if not parts:
         return f"{params.get('synthetic_rows')} generated synthetic reviews"
     return " + ".join(parts)
+
+
+def params_markdown(params: Mapping[str, Any]) -> str:
+    """A Markdown table of a DAG's Params for its doc_md: the same words as the form."""
+    rows = [
+        "#### Params",
+        "",
+        "| Param | Field | Default | What it does |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, param in params.items():
+        schema = getattr(param, "schema", {})
+        default = getattr(param, "value", None)
+        shown = "empty" if default is None else f"`{default}`"
+        section = f" ({schema['section']})" if schema.get("section") else ""
+        text = str(getattr(param, "description", "") or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {schema.get('title', name)}{section} | {shown} | {text} |")
+    return "\n".join(rows) + "\n"

@@ -70,22 +70,39 @@ def ingest_sources(params: dict[str, Any], run_id: str) -> dict[str, Any]:
             item["bytes"],
             item["sha256"],
         )
+    log.info(
+        "ingest done: %d file(s), %d bytes, data sha256 %s",
+        len(manifest["sources"]),
+        sum(int(item["bytes"]) for item in manifest["sources"]),
+        manifest["data_sha256"],
+    )
     return manifest
 
 
 def validate(manifest: dict[str, Any], max_quarantine_share: float) -> dict[str, Any]:
     from ingestion.validate import validate_sources
+    from pipelines.links import publish_link
 
+    log.info(
+        "validate_raw: Great Expectations checkpoint + Pandera contract on %s; "
+        "the run fails above a quarantine share of %.1f%%",
+        ", ".join(f"{item['name']} ({item['snapshot']})" for item in manifest["sources"]),
+        100 * max_quarantine_share,
+    )
     report = validate_sources(
         manifest, manifest["run_dir"], max_quarantine_share=max_quarantine_share
     )
+    if report.get("data_docs_path"):
+        publish_link("data_docs", Path(report["data_docs_path"]).as_uri())
+    publish_link("quarantine", Path(report["quarantine_path"]).as_uri())
     log.info(
-        "read %d rows: %d accepted, %d quarantined %s; Data Docs: %s",
+        "validate_raw done: rows in %d, quarantined %d %s (counted share %.2f%%), written %d to %s",
         report["rows_read"],
-        report["rows_accepted"],
         report["rows_quarantined"],
         report.get("quarantined_by_reason", {}),
-        report.get("data_docs_path"),
+        100 * float(report.get("quarantine_share", 0.0)),
+        report["rows_accepted"],
+        report["accepted_path"],
     )
     report["run_dir"] = manifest["run_dir"]
     from monitoring.pipeline_metrics import push_validation
@@ -124,6 +141,11 @@ def run_spark_featurize(validated: dict[str, Any]) -> dict[str, Any]:
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    log.info(
+        "featurize: Spark (%s) cleans, de-duplicates, splits and computes features of %s",
+        get_settings().spark_master,
+        validated["accepted_path"],
+    )
     log.info("running: %s", " ".join(command))
     tail: list[str] = []
     with subprocess.Popen(
@@ -138,7 +160,7 @@ def run_spark_featurize(validated: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SparkJobFailed(f"spark-submit exited {proc.returncode}:\n" + "\n".join(tail))
     stats = json.loads((output_dir / "stats.json").read_text())
-    log.info("features written to %s: %s", output_dir / "features", stats)
+    log.info("featurize done: features written to %s: %s", output_dir / "features", stats)
     from monitoring.pipeline_metrics import push_features_written
 
     push_features_written(stats)
@@ -170,7 +192,15 @@ def plan_search(
             "data_sha256": manifest["data_sha256"],
         },
     )
-    log.info("search: families %s, parent MLflow run %s", families, parent)
+    log.info(
+        "plan_search: %d families %s, %d trials and %d s each, under parent MLflow run %s",
+        len(families),
+        families,
+        int(params["n_trials"]),
+        int(params["family_timeout_s"]),
+        parent,
+    )
+    _publish_run_link("mlflow_search", parent)
     safe = re.sub(r"[^A-Za-z0-9_-]+", "_", run_id)
     return [
         {
@@ -184,6 +214,85 @@ def plan_search(
         }
         for family in families
     ]
+
+
+def _publish_run_link(kind: str, run_id: str, artifact: str | None = None) -> None:
+    import mlflow
+
+    from pipelines.links import mlflow_run_url, publish_link
+
+    experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    url = mlflow_run_url(run_id, experiment_id, artifact)
+    publish_link(kind, url, what=f"run {run_id} in {mlflow.get_tracking_uri()}")
+
+
+def tune_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """One family's Optuna study (a mapped task), with its figures in the log."""
+    from training.tune import tune_family
+
+    log.info(
+        "tune %s: up to %d trials within %.0f s on %s (study %s)",
+        spec["family"],
+        spec["n_trials"],
+        spec["timeout_s"],
+        spec["features_dir"],
+        spec["study_name"],
+    )
+    result = tune_family(
+        spec["family"],
+        spec["features_dir"],
+        n_trials=spec["n_trials"],
+        timeout_s=spec["timeout_s"],
+        study_name=spec["study_name"],
+        parent_run_id=spec["parent_run_id"],
+    )
+    if result.get("child_run_id"):
+        _publish_run_link("mlflow_run", result["child_run_id"])
+    log.info(
+        "tune %s done: %s trials run (%s complete, %s pruned, %s failed), best valid %s %.4f",
+        spec["family"],
+        result.get("n_trials"),
+        result.get("n_complete"),
+        result.get("n_pruned"),
+        result.get("n_failed"),
+        result.get("metric"),
+        float(result.get("best_value") or float("nan")),
+    )
+    return result
+
+
+def pick_best(results: list[dict[str, Any]]) -> dict[str, Any]:
+    from training.tune import select_best
+
+    log.info("select_best: ranking %d families by their best validation score", len(results))
+    best = select_best(results)
+    for row in best.get("leaderboard") or []:
+        log.info(
+            "  #%s %s: %s %.4f (%s trials)",
+            row.get("rank"),
+            row.get("family"),
+            row.get("metric"),
+            float(row.get("best_value") or float("nan")),
+            row.get("n_trials"),
+        )
+    log.info("select_best done: winner %s", best.get("family"))
+    return best
+
+
+def evaluate_refit(trained: dict[str, Any], featurized: dict[str, Any]) -> dict[str, Any]:
+    from training.evaluate import evaluate_run
+
+    log.info(
+        "evaluate: %s (run %s) on the held-out test split of %s",
+        trained.get("family"),
+        trained["run_id"],
+        featurized["features_dir"],
+    )
+    metrics = evaluate_run(trained["run_id"], featurized["features_dir"])
+    _publish_run_link("mlflow_run", trained["run_id"])
+    shown = {k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, int | float)}
+    log.info("evaluate done: test %s", shown)
+    return metrics
 
 
 def tag_run(run_id: str, params: dict[str, Any], airflow_run_id: str) -> None:
@@ -207,6 +316,11 @@ def refit_winner(
     from training.tune import refit_best
 
     parent = specs[0]["parent_run_id"]
+    log.info(
+        "refit: %s with its best parameters on train + valid of %s",
+        best.get("family"),
+        specs[0]["features_dir"],
+    )
     trained = refit_best(
         best,
         specs[0]["features_dir"],
@@ -227,7 +341,8 @@ def refit_winner(
         for target in (trained["run_id"], parent):
             mlflow.MlflowClient().set_tag(target, "data_docs", data_docs.as_uri())
     trained["parent_run_id"] = parent
-    log.info("refit %s: run %s", trained.get("family"), trained["run_id"])
+    _publish_run_link("mlflow_run", trained["run_id"])
+    log.info("refit done: %s, MLflow run %s", trained.get("family"), trained["run_id"])
     return trained
 
 
@@ -258,14 +373,37 @@ def save_reference_profile(run_id: str, features_dir: str, run_dir: str) -> str:
 def register_candidate(
     trained: dict[str, Any], featurized: dict[str, Any], model_name: str
 ) -> dict[str, Any]:
+    from pipelines.links import model_version_url, publish_link
     from training.promote import register_and_gate
 
+    log.info(
+        "register: reference profile, then %s version from run %s, gated against the champion",
+        model_name,
+        trained["run_id"],
+    )
     save_reference_profile(trained["run_id"], featurized["features_dir"], featurized["run_dir"])
     result = register_and_gate(trained["run_id"], model_name, featurized["features_dir"])
-    log.info("registered %s version %s: %s", model_name, result["version"], result["decision"])
     from monitoring.pipeline_metrics import push_gate
 
     push_gate(result, model_name)
+    publish_link(
+        "model_version",
+        model_version_url(model_name, str(result["version"])),
+        what=f"{model_name} version {result['version']}",
+    )
+    _publish_run_link("mlflow_run", trained["run_id"])
+    decision = result["decision"]
+    log.info(
+        "register done: %s v%s %s; gate %s: challenger %s vs champion %s (v%s): %s",
+        model_name,
+        result["version"],
+        "PROMOTED to champion" if result["promoted"] else "kept as challenger",
+        (decision.get("policy") or {}).get("primary_metric", "test metric"),
+        decision.get("challenger_value"),
+        decision.get("champion_value"),
+        decision.get("compared_with_version") or "none",
+        decision.get("reason", ""),
+    )
     if trained.get("parent_run_id"):
         from training.tune import end_parent_run
 

@@ -18,11 +18,18 @@ Daily: did today's traffic still look like what the champion was trained on?
    Too little traffic → no decision, said so in the log, no alarm.
 
 Thresholds default to `monitoring/config/drift.yaml`; the `thresholds` Param
-overrides any key for one run.
+overrides any key for one run. A bad value (a window end before its start, a
+retraining file that does not exist, an unknown threshold key) fails
+**load_window** at once with one line naming the Param.
+
+Task pages carry buttons: **load_reference** → the champion's model version,
+**detect_drift** → the Evidently report (rendered in MLflow's `monitoring`
+run), **trigger_retrain** → the `training_pipeline` run it started.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -31,10 +38,88 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task
-from pipelines.params import INFER, source_names
+from pipelines.links import links
+from pipelines.params import INFER, params_markdown, source_names
 
 ADVANCED = "Advanced: thresholds and the retrain's search"
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
+
+
+PARAMS = {
+    # Everyday fields first (the form's default section) ...
+    "model_name": Param(
+        None,
+        type=["null", "string"],
+        title="Registered model name",
+        description="Whose champion to compare with. Empty: DRIFTLOOP_MODEL_NAME "
+        "(review-sentiment).",
+    ),
+    "window_start": Param(
+        None,
+        type=["null", "string"],
+        title="Window start",
+        description="ISO 8601 date-time, e.g. 2026-11-30T00:00:00+00:00 (no offset = UTC). "
+        "Empty: the run's data interval; a manual run without one looks at the 24 h "
+        "before Window end (or before now).",
+    ),
+    "window_end": Param(
+        None,
+        type=["null", "string"],
+        title="Window end",
+        description="ISO 8601 date-time after Window start. Empty: 24 h after Window "
+        "start, or the data interval's end, or now.",
+    ),
+    "retrain": Param(
+        True,
+        type="boolean",
+        title="Trigger training_pipeline on drift",
+        description="Off: drift is reported but nothing is retrained.",
+    ),
+    "retrain_data_path": Param(
+        None,
+        type=["null", "string"],
+        title="Retraining data file",
+        description="Absolute path where new labelled data lands; passed to "
+        "training_pipeline as its Data file. Empty (and no extra retraining sources): "
+        "drift is reported, nothing is retrained.",
+    ),
+    "retrain_source": Param(
+        INFER,
+        type="string",
+        enum=[INFER, *source_names()],
+        values_display={
+            INFER: "Infer from the file name",
+            **{name: name for name in source_names()},
+        },
+        title="Retraining data source format",
+        description="contracts/sources.yaml entry of the retraining data file.",
+    ),
+    "retrain_extra_sources": Param(
+        None,
+        type=["null", "array"],
+        items={"type": "object"},
+        title="Extra retraining sources",
+        description='More labelled files, as a JSON list: [{"path": "/data/kindle.csv.gz", '
+        '"source": "kindle"}]. Empty: none.',
+    ),
+    # ... then the thresholds and the retrain's search settings.
+    "thresholds": Param(
+        None,
+        type=["null", "object"],
+        title="Threshold overrides",
+        description="Any key of monitoring/config/drift.yaml for this run, e.g. "
+        '{"min_rows": 100}. Empty: the file\'s values.',
+        section=ADVANCED,
+    ),
+    "retrain_conf": Param(
+        None,
+        type=["null", "object"],
+        title="Extra training_pipeline Params",
+        description='Merged into the retrain\'s Params, e.g. {"n_trials": 4, '
+        '"families": ["nbsvm"]}. Empty: training_pipeline\'s defaults.',
+        section=ADVANCED,
+    ),
+}
 
 
 def run_params(check_files: bool = False) -> dict[str, Any]:
@@ -50,6 +135,7 @@ def run_params(check_files: bool = False) -> dict[str, Any]:
     try:
         return check_drift_params(get_current_context()["params"], check_files=check_files)
     except ParamError as exc:
+        logging.getLogger(__name__).error("%s", exc)
         raise AirflowFailException(str(exc)) from None
 
 
@@ -61,83 +147,9 @@ def run_params(check_files: bool = False) -> dict[str, Any]:
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["driftloop", "monitoring"],
-    doc_md=__doc__,
+    doc_md=f"{__doc__}\n{params_markdown(PARAMS)}",
     render_template_as_native_obj=True,
-    params={
-        # Everyday fields first (the form's default section) ...
-        "model_name": Param(
-            None,
-            type=["null", "string"],
-            title="Registered model name",
-            description="Whose champion to compare with. Empty: DRIFTLOOP_MODEL_NAME "
-            "(review-sentiment).",
-        ),
-        "window_start": Param(
-            None,
-            type=["null", "string"],
-            title="Window start",
-            description="ISO 8601 date-time, e.g. 2026-11-30T00:00:00+00:00 (no offset = UTC). "
-            "Empty: the run's data interval; a manual run without one looks at the 24 h "
-            "before Window end (or before now).",
-        ),
-        "window_end": Param(
-            None,
-            type=["null", "string"],
-            title="Window end",
-            description="ISO 8601 date-time after Window start. Empty: 24 h after Window "
-            "start, or the data interval's end, or now.",
-        ),
-        "retrain": Param(
-            True,
-            type="boolean",
-            title="Trigger training_pipeline on drift",
-            description="Off: drift is reported but nothing is retrained.",
-        ),
-        "retrain_data_path": Param(
-            None,
-            type=["null", "string"],
-            title="Retraining data file",
-            description="Absolute path where new labelled data lands; passed to "
-            "training_pipeline as its Data file. Empty (and no extra retraining sources): "
-            "drift is reported, nothing is retrained.",
-        ),
-        "retrain_source": Param(
-            INFER,
-            type="string",
-            enum=[INFER, *source_names()],
-            values_display={
-                INFER: "Infer from the file name",
-                **{name: name for name in source_names()},
-            },
-            title="Retraining data source format",
-            description="contracts/sources.yaml entry of the retraining data file.",
-        ),
-        "retrain_extra_sources": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "object"},
-            title="Extra retraining sources",
-            description='More labelled files, as a JSON list: [{"path": "/data/kindle.csv.gz", '
-            '"source": "kindle"}]. Empty: none.',
-        ),
-        # ... then the thresholds and the retrain's search settings.
-        "thresholds": Param(
-            None,
-            type=["null", "object"],
-            title="Threshold overrides",
-            description="Any key of monitoring/config/drift.yaml for this run, e.g. "
-            '{"min_rows": 100}. Empty: the file\'s values.',
-            section=ADVANCED,
-        ),
-        "retrain_conf": Param(
-            None,
-            type=["null", "object"],
-            title="Extra training_pipeline Params",
-            description='Merged into the retrain\'s Params, e.g. {"n_trials": 4, '
-            '"families": ["nbsvm"]}. Empty: training_pipeline\'s defaults.',
-            section=ADVANCED,
-        ),
-    },
+    params=PARAMS,
 )
 def drift_check() -> None:
     @task
@@ -188,6 +200,10 @@ def drift_check() -> None:
         wait_for_completion=False,
     )
     conf >> trigger
+
+    # Buttons on the task pages: what each task produced (pipelines/links.py).
+    reference.operator.operator_extra_links = links("model_version")
+    drift.operator.operator_extra_links = links("drift_report")
 
 
 drift_check()

@@ -17,12 +17,22 @@ Raw reviews in, a gated MLflow model version out:
 5. **evaluate** (held-out test split) → **register** (reference profile, alias
    `challenger`, promoted to `champion` by the quality gate).
 
-Trigger it from the UI with the form below, from the daily `drift_check` DAG
-(the `reason` field then says why), or via the REST API.
+Trigger it from the UI (**Trigger**: the form's defaults train on synthetic
+reviews), from the daily `drift_check` DAG (the `reason` and `trigger` Params
+then say why), or via the REST API with the same names as `conf` keys. A bad
+value fails **ingest** at once with one line naming the Param.
+
+Each task log starts with what the task is about to do and ends with its
+figures. Task pages carry buttons to what a task produced: **validate_raw** →
+Great Expectations Data Docs and the quarantined rows (local files),
+**plan_search** → the MLflow parent run with every trial, **refit** /
+**evaluate** → the model's MLflow run, **register** → the registered model
+version and the gate decision.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -30,10 +40,116 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task
-from pipelines.params import INFER, LIMITS, family_names, source_names
+from pipelines.links import links
+from pipelines.params import INFER, LIMITS, family_names, params_markdown, source_names
 
 ADVANCED = "Advanced: search budget and thresholds"
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
+
+
+PARAMS = {
+    # Everyday fields first (the form's default section) ...
+    "data_path": Param(
+        None,
+        type=["null", "string"],
+        title="Data file",
+        description="Absolute path of a CSV, CSV.gz, Parquet or JSONL file of labelled "
+        "reviews that the Airflow workers can read. Empty: generate synthetic reviews "
+        "(see Synthetic rows).",
+    ),
+    "source": Param(
+        INFER,
+        type="string",
+        enum=[INFER, *source_names()],
+        values_display={
+            INFER: "Infer from the file name",
+            **{name: name for name in source_names()},
+        },
+        title="Source format",
+        description="Which column mapping and label map of contracts/sources.yaml the "
+        "file uses. 'Infer from the file name': a file named like a known dataset "
+        "(e.g. imdb_50k.csv.gz) uses that entry, any other file the text/label layout.",
+    ),
+    "model_name": Param(
+        None,
+        type=["null", "string"],
+        title="Registered model name",
+        description="The MLflow registered model that gets the new version. "
+        "Empty: DRIFTLOOP_MODEL_NAME (review-sentiment).",
+    ),
+    "synthetic_rows": Param(
+        3000,
+        type="integer",
+        minimum=int(LIMITS["synthetic_rows"][0]),
+        maximum=int(LIMITS["synthetic_rows"][1]),
+        title="Synthetic rows",
+        description="How many synthetic reviews to generate when Data file is empty "
+        "(ignored otherwise).",
+    ),
+    "extra_sources": Param(
+        None,
+        type=["null", "array"],
+        items={"type": "object"},
+        title="Extra sources",
+        description='More labelled files, as a JSON list: [{"path": "/data/amazon.csv.gz", '
+        '"source": "amazon"}]. "source" may be "infer" or left out (inferred from the '
+        "file name). Empty: none.",
+    ),
+    # ... then the search budget and the thresholds.
+    "families": Param(
+        None,
+        type=["null", "array"],
+        items={"type": "string"},
+        examples=family_names(),
+        title="Model families",
+        description="One parallel Optuna study each (training/config/search_spaces.yaml). "
+        "Empty: every family.",
+        section=ADVANCED,
+    ),
+    "n_trials": Param(
+        8,
+        type="integer",
+        minimum=int(LIMITS["n_trials"][0]),
+        maximum=int(LIMITS["n_trials"][1]),
+        title="Trials per family",
+        description="Optuna trials per family (a retried task resumes its study).",
+        section=ADVANCED,
+    ),
+    "family_timeout_s": Param(
+        300,
+        type="integer",
+        minimum=int(LIMITS["family_timeout_s"][0]),
+        maximum=int(LIMITS["family_timeout_s"][1]),
+        title="Time budget per family (s)",
+        description="A family's search stops starting trials after this many seconds.",
+        section=ADVANCED,
+    ),
+    "max_quarantine_share": Param(
+        0.05,
+        type="number",
+        minimum=LIMITS["max_quarantine_share"][0],
+        maximum=LIMITS["max_quarantine_share"][1],
+        title="Max quarantine share",
+        description="validate_raw fails the run when a larger share of rows is quarantined.",
+        section=ADVANCED,
+    ),
+    "reason": Param(
+        None,
+        type=["null", "string"],
+        title="Why this run",
+        description="Logged and tagged on the MLflow run. Set by drift_check when it "
+        "triggers a retrain. Empty: manual.",
+        section=ADVANCED,
+    ),
+    "trigger": Param(
+        None,
+        type=["null", "object"],
+        title="Trigger details",
+        description="Set by drift_check: the metrics, thresholds and report that fired. "
+        "Empty for manual runs.",
+        section=ADVANCED,
+    ),
+}
 
 
 def run_params(check_files: bool = False) -> dict[str, Any]:
@@ -49,6 +165,7 @@ def run_params(check_files: bool = False) -> dict[str, Any]:
     try:
         return check_training_params(get_current_context()["params"], check_files=check_files)
     except ParamError as exc:
+        logging.getLogger(__name__).error("%s", exc)
         raise AirflowFailException(str(exc)) from None
 
 
@@ -60,110 +177,8 @@ def run_params(check_files: bool = False) -> dict[str, Any]:
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["driftloop", "training"],
-    doc_md=__doc__,
-    params={
-        # Everyday fields first (the form's default section) ...
-        "data_path": Param(
-            None,
-            type=["null", "string"],
-            title="Data file",
-            description="Absolute path of a CSV, CSV.gz, Parquet or JSONL file of labelled "
-            "reviews that the Airflow workers can read. Empty: generate synthetic reviews "
-            "(see Synthetic rows).",
-        ),
-        "source": Param(
-            INFER,
-            type="string",
-            enum=[INFER, *source_names()],
-            values_display={
-                INFER: "Infer from the file name",
-                **{name: name for name in source_names()},
-            },
-            title="Source format",
-            description="Which column mapping and label map of contracts/sources.yaml the "
-            "file uses. 'Infer from the file name': a file named like a known dataset "
-            "(e.g. imdb_50k.csv.gz) uses that entry, any other file the text/label layout.",
-        ),
-        "model_name": Param(
-            None,
-            type=["null", "string"],
-            title="Registered model name",
-            description="The MLflow registered model that gets the new version. "
-            "Empty: DRIFTLOOP_MODEL_NAME (review-sentiment).",
-        ),
-        "synthetic_rows": Param(
-            3000,
-            type="integer",
-            minimum=int(LIMITS["synthetic_rows"][0]),
-            maximum=int(LIMITS["synthetic_rows"][1]),
-            title="Synthetic rows",
-            description="How many synthetic reviews to generate when Data file is empty "
-            "(ignored otherwise).",
-        ),
-        "extra_sources": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "object"},
-            title="Extra sources",
-            description='More labelled files, as a JSON list: [{"path": "/data/amazon.csv.gz", '
-            '"source": "amazon"}]. "source" may be "infer" or left out (inferred from the '
-            "file name). Empty: none.",
-        ),
-        # ... then the search budget and the thresholds.
-        "families": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "string"},
-            examples=family_names(),
-            title="Model families",
-            description="One parallel Optuna study each (training/config/search_spaces.yaml). "
-            "Empty: every family.",
-            section=ADVANCED,
-        ),
-        "n_trials": Param(
-            8,
-            type="integer",
-            minimum=int(LIMITS["n_trials"][0]),
-            maximum=int(LIMITS["n_trials"][1]),
-            title="Trials per family",
-            description="Optuna trials per family (a retried task resumes its study).",
-            section=ADVANCED,
-        ),
-        "family_timeout_s": Param(
-            300,
-            type="integer",
-            minimum=int(LIMITS["family_timeout_s"][0]),
-            maximum=int(LIMITS["family_timeout_s"][1]),
-            title="Time budget per family (s)",
-            description="A family's search stops starting trials after this many seconds.",
-            section=ADVANCED,
-        ),
-        "max_quarantine_share": Param(
-            0.05,
-            type="number",
-            minimum=LIMITS["max_quarantine_share"][0],
-            maximum=LIMITS["max_quarantine_share"][1],
-            title="Max quarantine share",
-            description="validate_raw fails the run when a larger share of rows is quarantined.",
-            section=ADVANCED,
-        ),
-        "reason": Param(
-            None,
-            type=["null", "string"],
-            title="Why this run",
-            description="Logged and tagged on the MLflow run. Set by drift_check when it "
-            "triggers a retrain. Empty: manual.",
-            section=ADVANCED,
-        ),
-        "trigger": Param(
-            None,
-            type=["null", "object"],
-            title="Trigger details",
-            description="Set by drift_check: the metrics, thresholds and report that fired. "
-            "Empty for manual runs.",
-            section=ADVANCED,
-        ),
-    },
+    doc_md=f"{__doc__}\n{params_markdown(PARAMS)}",
+    params=PARAMS,
 )
 def training_pipeline() -> None:
     @task
@@ -193,22 +208,15 @@ def training_pipeline() -> None:
 
     @heavy_task("tune", max_active_tis_per_dagrun=4)
     def tune(spec: dict[str, Any]) -> dict[str, Any]:
-        from training.tune import tune_family
+        from pipelines.training import tune_one
 
-        return tune_family(
-            spec["family"],
-            spec["features_dir"],
-            n_trials=spec["n_trials"],
-            timeout_s=spec["timeout_s"],
-            study_name=spec["study_name"],
-            parent_run_id=spec["parent_run_id"],
-        )
+        return tune_one(spec)
 
     @task
     def select_best(results: list[dict[str, Any]]) -> dict[str, Any]:
-        from training.tune import select_best as run
+        from pipelines.training import pick_best
 
-        return run(list(results))
+        return pick_best(list(results))
 
     @heavy_task("refit")
     def refit(
@@ -221,9 +229,9 @@ def training_pipeline() -> None:
 
     @task
     def evaluate(trained: dict[str, Any], featurized: dict[str, Any]) -> dict[str, Any]:
-        from training.evaluate import evaluate_run
+        from pipelines.training import evaluate_refit
 
-        return evaluate_run(trained["run_id"], featurized["features_dir"])
+        return evaluate_refit(trained, featurized)
 
     @task
     def register(
@@ -240,7 +248,14 @@ def training_pipeline() -> None:
     results = tune.expand(spec=specs)
     trained = refit(select_best(results), specs, manifest)
     metrics = evaluate(trained, featurized)
-    register(trained, metrics, featurized)
+    registered = register(trained, metrics, featurized)
+
+    # Buttons on the task pages: what each task produced (pipelines/links.py).
+    validated.operator.operator_extra_links = links("data_docs", "quarantine")
+    specs.operator.operator_extra_links = links("mlflow_search")
+    trained.operator.operator_extra_links = links("mlflow_run")
+    metrics.operator.operator_extra_links = links("mlflow_run")
+    registered.operator.operator_extra_links = links("model_version", "mlflow_run")
 
 
 training_pipeline()

@@ -94,3 +94,20 @@ def test_sources_offer_inference(dags) -> None:
         spec = _specs(dags[dag_id])[name]
         assert spec["value"] == INFER and spec["schema"]["enum"][0] == INFER
         assert "file name" in spec["schema"]["values_display"][INFER]
+
+
+@pytest.mark.parametrize("dag_id", sorted(CHECKS))
+def test_doc_md_explains_every_param(dags, dag_id: str) -> None:
+    doc = dags[dag_id].doc_md
+    for name in dags[dag_id].params:
+        assert f"| `{name}` |" in doc, f"{dag_id} doc_md does not describe {name}"
+
+
+def test_tasks_that_produce_something_link_to_it(dags) -> None:
+    def names(dag_id: str, task_id: str) -> set[str]:
+        return {link.name for link in dags[dag_id].get_task(task_id).operator_extra_links}
+
+    assert names("training_pipeline", "register") >= {"Registered model version", "MLflow run"}
+    assert "Great Expectations Data Docs" in names("training_pipeline", "validate_raw")
+    assert "Quarantined rows" in names("training_pipeline", "validate_raw")
+    assert "Evidently drift report" in names("drift_check", "detect_drift")
