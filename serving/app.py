@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pandera.errors import SchemaError, SchemaErrors
 
 from contracts.reviews import FEATURE_CONTRACT_VERSION, RAW_TEXT, feature_schema
@@ -201,7 +202,8 @@ def create_app(
 ) -> FastAPI:
     """A ready-to-serve app; `settings` default to the environment."""
     settings = settings or ServingSettings()
-    app = FastAPI(
+    # FastAPIOffline: /docs with Swagger UI served by this app, not from a CDN.
+    app = FastAPIOffline(
         title="driftloop review sentiment",
         version=FEATURE_CONTRACT_VERSION,
         summary="Scores reviews with the registered champion model.",
