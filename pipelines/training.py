@@ -383,6 +383,7 @@ def register_candidate(
     )
     save_reference_profile(trained["run_id"], featurized["features_dir"], featurized["run_dir"])
     result = register_and_gate(trained["run_id"], model_name, featurized["features_dir"])
+    result["model_name"] = model_name
     from monitoring.pipeline_metrics import push_gate
 
     push_gate(result, model_name)

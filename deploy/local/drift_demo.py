@@ -535,6 +535,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"the promotion (alias poll every 30 s by default)"
             )
             time.sleep(2.0)
+        else:
+            kept = champion_version(client) or start_version
+            wait_for_version(kept, timeout=args.reload_timeout)
+            print(
+                f"  the gate kept the champion v{kept}; v{new.version} stays challenger and "
+                f"the API keeps serving v{kept}"
+            )
     print(
         f"  requests during retrain and swap: {background.ok} answered, "
         f"{len(background.failed)} failed; by version {background.versions}"
@@ -552,6 +559,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     _banner("6. day 3: the day-2 product reviews again, now served by the champion")
     again = serve_day(scenario.day2, feedback=False)
+    print(f"  answered by {MODEL_NAME} version(s) {', '.join('v' + v for v in again['versions'])}")
     summary["day3"] = again
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     return summary

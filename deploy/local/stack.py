@@ -75,6 +75,11 @@ def stack_env() -> dict[str, str]:
             "AIRFLOW__API__BASE_URL": AIRFLOW_URL,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            # The API polls the champion alias this often (a cheap registry call);
+            # the demo wants a promotion to show up within seconds.
+            "DRIFTLOOP_RELOAD_INTERVAL_SECONDS": os.environ.get(
+                "DRIFTLOOP_RELOAD_INTERVAL_SECONDS", "5"
+            ),
             "DRIFTLOOP_PORT": str(API_PORT),
             "DRIFTLOOP_HOST": "127.0.0.1",
         }
@@ -455,20 +460,6 @@ def wait_for_run(dag_id: str, run_id: str, timeout: float = 1800) -> str:
     raise StackError(f"{dag_id} run {run_id} still running after {timeout:.0f} s")
 
 
-def infer_source(data_path: str) -> str:
-    """Pick the sources.yaml entry whose file name matches, else the canonical layout."""
-    if not data_path:
-        return "synthetic"
-    import yaml
-
-    sources = yaml.safe_load((REPO_ROOT / "contracts" / "sources.yaml").read_text())["sources"]
-    name = Path(data_path).name
-    for key, spec in sources.items():
-        if spec.get("file") and spec["file"] == name:
-            return str(key)
-    return "synthetic"
-
-
 def wait_ready(timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -478,6 +469,63 @@ def wait_ready(timeout: float = 180) -> dict[str, Any]:
     raise StackError(f"the API did not report a loaded model within {timeout:.0f} s")
 
 
+def task_result(dag_id: str, run_id: str, task_id: str) -> Any:
+    """What a finished task returned (its XCom), through the REST API."""
+    quoted = urllib.parse.quote(run_id, safe="")
+    url = (
+        f"{AIRFLOW_URL}/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
+        "/xcomEntries/return_value"
+    )
+    return http_json("GET", url)["value"]
+
+
+def ask_reload() -> bool:
+    """POST /admin/reload when an admin key is configured; True if the API accepted."""
+    key = os.environ.get("DRIFTLOOP_ADMIN_API_KEY")
+    if not key:
+        return False
+    request = urllib.request.Request(
+        f"{API_URL}/admin/reload", data=b"", method="POST", headers={"X-API-Key": key}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status == 200
+    except (urllib.error.URLError, TimeoutError, OSError):
+        return False
+
+
+def wait_serving(version: str, timeout: float = 180) -> dict[str, Any]:
+    """Wait until the API's /model-info reports `version` (asking it to reload if it may)."""
+    ask_reload()
+    deadline = time.monotonic() + timeout
+    info: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(urllib.error.URLError, TimeoutError, OSError):
+            info = dict(http_json("GET", f"{API_URL}/model-info"))
+            if str(info.get("version")) == str(version):
+                return info
+        time.sleep(1)
+    raise StackError(
+        f"the API still serves v{info.get('version')} {timeout:.0f} s after the champion became "
+        f"v{version}; see {HOME / 'logs' / 'api.log'}"
+    )
+
+
+def describe_gate(model_name: str, result: dict[str, Any]) -> tuple[str, str]:
+    """(the version that is champion now, one sentence saying what the gate did)."""
+    decision = result.get("decision") or {}
+    reason = decision.get("reason", "")
+    if result.get("promoted"):
+        return str(result["version"]), (
+            f"the gate promoted {model_name} v{result['version']} to champion ({reason})"
+        )
+    kept = str(result.get("champion_version") or "")
+    return kept, (
+        f"the gate kept the champion {model_name} v{kept}; the new v{result['version']} stays "
+        f"challenger ({reason})"
+    )
+
+
 def demo(data_path: str, source: str | None) -> int:
     """Start the stack, train on the data through Airflow, serve, predict."""
     started = time.monotonic()
@@ -485,7 +533,7 @@ def demo(data_path: str, source: str | None) -> int:
     data_path = str(Path(data_path).resolve()) if data_path else ""
     conf = {
         "data_path": data_path,
-        "source": source or infer_source(data_path),
+        "source": source or "infer",
         "reason": "make demo",
     }
     wait_for_dag("training_pipeline")
@@ -496,7 +544,13 @@ def demo(data_path: str, source: str | None) -> int:
             f"training_pipeline run {run_id} ended {state}; task logs under "
             f"{HOME / 'airflow' / 'logs'} and in the UI at {AIRFLOW_URL}/dags/training_pipeline"
         )
-    info = wait_ready()
+    result = task_result("training_pipeline", run_id, "register")
+    model_name = str(result.get("model_name") or "")
+    champion, what = describe_gate(model_name, result)
+    print(f"\n{what}")
+    wait_ready()
+    info = wait_serving(champion)
+    print(f"the API serves {info.get('name')} v{info.get('version')} (alias champion)")
     samples = [
         "An absolute delight from start to finish, I loved every minute!",
         "Dull, badly acted and far too long. I want those two hours back.",
@@ -505,9 +559,11 @@ def demo(data_path: str, source: str | None) -> int:
     for text in samples:
         answer = http_json("POST", f"{API_URL}/predict", {"text": text})
         print(f"  POST /predict {text!r}")
+        answered = str(answer["model_version"])
+        note = "" if answered == champion else f" (expected v{champion}: the API swapped meanwhile)"
         print(
-            f"    -> {answer['label_name']} (p={answer['probability']:.3f}, "
-            f"model version {answer['model_version']})"
+            f"    -> {answer['label_name']} (p={answer['probability']:.3f}), answered by "
+            f"{model_name} v{answered}{note}"
         )
     print(
         f"""
