@@ -14,13 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import pandera.pandas as pa
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -190,26 +187,8 @@ class FeedbackResponse(BaseModel):
 
 
 # ---- sources (label maps are data) ------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def load_sources() -> dict[str, dict[str, Any]]:
-    """The known raw sources from sources.yaml."""
-    path = Path(__file__).with_name("sources.yaml")
-    sources: dict[str, dict[str, Any]] = yaml.safe_load(path.read_text())["sources"]
-    return sources
-
-
-def map_label(value: Any, label_map: dict[str, int]) -> int | None:
-    """Map a raw label value to 0/1 with the source's map, None if unmapped."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    key = str(value).strip()
-    if key in label_map:
-        return int(label_map[key])
-    lowered = key.lower()
-    return int(label_map[lowered]) if lowered in label_map else None
-
+# The loader is shared by every use case; these names stay importable from here.
+from contracts.sources import load_sources, map_label  # noqa: E402, F401
 
 # ---- fingerprint ---------------------------------------------------------------
 

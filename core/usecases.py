@@ -45,7 +45,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -279,10 +279,21 @@ def _read_registry(path: Path, base: Path) -> dict[str, UseCase]:
 
 
 def load_registry() -> dict[str, UseCase]:
-    """All use cases: the built-in registry, then every extra registry (later names win)."""
-    use_cases = _read_registry(REGISTRY_FILE, REPO_ROOT)
-    for extra in _extra_registry_files():
+    """All use cases: the built-in registry, then every extra registry (later names win).
+
+    Parsed once per value of DRIFTLOOP_USECASES (lookups happen on hot paths); the extra
+    folders are put back on sys.path on every call, since tests may restore sys.path.
+    """
+    extras = tuple(_extra_registry_files())
+    for extra in extras:
         _make_importable(extra.parent)
+    return dict(_cached_registry(extras))
+
+
+@lru_cache(maxsize=16)
+def _cached_registry(extras: tuple[Path, ...]) -> dict[str, UseCase]:
+    use_cases = _read_registry(REGISTRY_FILE, REPO_ROOT)
+    for extra in extras:
         use_cases.update(_read_registry(extra, extra.parent))
     return use_cases
 

@@ -1,7 +1,9 @@
 """Read the feature table the Spark job wrote and cut it into model inputs.
 
 The featurize job writes one Parquet folder per pipeline run with the raw
-columns (`review_id`, `text`, `label`, `split`) next to `FEATURE_COLUMNS`.
+columns (row id, raw columns, `label`, `split`) next to the use case's
+`FEATURE_COLUMNS`. Every function takes the use case by name (default
+`reviews`) and reads its columns and schema from the registry.
 Training reads it with pandas only (no Spark), validates it against the
 training contract before anything is fitted, and hands the model exactly the
 columns serving will compute: `feature_frame` is the one definition of "model
@@ -16,8 +18,10 @@ from pathlib import Path
 import pandas as pd
 import pandera.errors
 
-from contracts.reviews import RAW_LABEL, SPLIT, SPLITS, training_frame_schema
-from features.reviews import FEATURE_COLUMNS
+from core.usecases import DEFAULT_USE_CASE, get_use_case
+
+SPLIT = "split"
+SPLITS = ("train", "valid", "test")
 
 
 class FeatureDataError(ValueError):
@@ -34,12 +38,14 @@ def _parquet_files(folder: Path) -> list[Path]:
     )
 
 
-def load_features(features_dir: str | Path) -> pd.DataFrame:
+def load_features(features_dir: str | Path, use_case: str = DEFAULT_USE_CASE) -> pd.DataFrame:
     """The validated training frame in `features_dir` (a Parquet folder or file).
 
     Raises FeatureDataError naming the folder when it is missing, holds no
-    Parquet rows, or fails `contracts.reviews.training_frame_schema`.
+    Parquet rows, or fails the use case's `training_frame_schema`.
     """
+    uc = get_use_case(use_case)
+    contract, feature_columns = uc.contract, uc.features.FEATURE_COLUMNS
     path = Path(features_dir)
     if not path.exists():
         raise FeatureDataError(
@@ -54,13 +60,13 @@ def load_features(features_dir: str | Path) -> pd.DataFrame:
     if SPLIT in frame.columns and isinstance(frame[SPLIT].dtype, pd.CategoricalDtype):
         # A folder partitioned by split (split=train/...) comes back categorical.
         frame[SPLIT] = frame[SPLIT].astype(str)
-    missing = [c for c in (*FEATURE_COLUMNS, RAW_LABEL, SPLIT) if c not in frame.columns]
+    missing = [c for c in (*feature_columns, contract.RAW_LABEL, SPLIT) if c not in frame.columns]
     if missing:
         raise FeatureDataError(
             f"feature folder {path} lacks columns {missing}; found {list(frame.columns)}"
         )
     try:
-        training_frame_schema.validate(frame, lazy=True)
+        contract.training_frame_schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         summary = exc.failure_cases[["column", "check", "failure_case"]].head(10)
         raise FeatureDataError(
@@ -81,17 +87,18 @@ def split_frames(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     return train, valid, test
 
 
-def feature_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The model input: FEATURE_COLUMNS in contract order, nothing else."""
+def feature_frame(df: pd.DataFrame, use_case: str = DEFAULT_USE_CASE) -> pd.DataFrame:
+    """The model input: the use case's FEATURE_COLUMNS in contract order, nothing else."""
+    FEATURE_COLUMNS = get_use_case(use_case).features.FEATURE_COLUMNS
     missing = [c for c in FEATURE_COLUMNS if c not in df.columns]
     if missing:
         raise FeatureDataError(f"frame lacks feature columns {missing}; found {list(df.columns)}")
     return df.loc[:, list(FEATURE_COLUMNS)]
 
 
-def labels(df: pd.DataFrame) -> pd.Series:
+def labels(df: pd.DataFrame, use_case: str = DEFAULT_USE_CASE) -> pd.Series:
     """The 0/1 target as int64."""
-    return df[RAW_LABEL].astype("int64")
+    return df[get_use_case(use_case).contract.RAW_LABEL].astype("int64")
 
 
 def folder_sha256(features_dir: str | Path) -> str:

@@ -27,6 +27,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import CalibrationDisplay
 
+from core.usecases import DEFAULT_USE_CASE
 from training import mlflow_utils
 from training.data import feature_frame, labels, load_features, split_frames
 
@@ -95,9 +96,9 @@ def compute_metrics(
     }
 
 
-def score_frame(model: Any, frame: pd.DataFrame) -> np.ndarray:
+def score_frame(model: Any, frame: pd.DataFrame, use_case: str = DEFAULT_USE_CASE) -> np.ndarray:
     """P(positive) of a fitted pipeline on the feature columns of `frame`."""
-    return np.asarray(model.predict_proba(feature_frame(frame)))[:, 1]
+    return np.asarray(model.predict_proba(feature_frame(frame, use_case)))[:, 1]
 
 
 def plot_evaluation(y_true: np.ndarray, proba: np.ndarray, title: str, path: Path) -> Path:
@@ -132,7 +133,9 @@ def plot_evaluation(y_true: np.ndarray, proba: np.ndarray, title: str, path: Pat
     return path
 
 
-def evaluate_run(run_id: str, features_dir: str) -> dict[str, float]:
+def evaluate_run(
+    run_id: str, features_dir: str, *, use_case: str = DEFAULT_USE_CASE
+) -> dict[str, float]:
     """Score the run's model on the **test** split and record it on the run.
 
     Logs `test_*` metrics, `evaluation/test_metrics.json` and
@@ -141,9 +144,9 @@ def evaluate_run(run_id: str, features_dir: str) -> dict[str, float]:
     mlflow_utils.configure()
     model_uri = mlflow_utils.model_uri_for_run(run_id)
     model = mlflow.sklearn.load_model(model_uri)
-    _, _, test = split_frames(load_features(features_dir))
-    y = labels(test).to_numpy()
-    proba = score_frame(model, test)
+    _, _, test = split_frames(load_features(features_dir, use_case))
+    y = labels(test, use_case).to_numpy()
+    proba = score_frame(model, test, use_case)
     result = compute_metrics(y, proba)
     mlflow_utils.log_metrics_to_run(run_id, result, prefix="test_")
     mlflow_utils.log_metrics_to_run(run_id, {"n_test": len(test)})
@@ -163,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score a training run on the test split.")
     parser.add_argument("run_id")
     parser.add_argument("--features", required=True, help="Parquet folder written by featurize")
+    parser.add_argument("--use-case", default=DEFAULT_USE_CASE, help="a registered use case")
     args = parser.parse_args(argv)
-    print(json.dumps(evaluate_run(args.run_id, args.features), indent=2))
+    result = evaluate_run(args.run_id, args.features, use_case=args.use_case)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -34,6 +34,7 @@ TAG_DATA_SHA = "data_sha256"
 TAG_GIT = "git_commit"
 TAG_MODEL_URI = "driftloop.model_uri"
 TAG_FEATURES_DIR = "features_dir"
+TAG_USE_CASE = "driftloop.use_case"
 
 SERVER_SCHEMES = ("http", "https", "databricks")
 PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "mlflow", "cloudpickle")

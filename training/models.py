@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from features.reviews import NUMERIC_FEATURES, TEXT_CLEAN
+from training.zoo import FeatureLayout, layout_for
 
 BASELINE_CONFIG = Path(__file__).with_name("config") / "baseline.yaml"
 SOLVERS = ("liblinear", "saga")
@@ -77,13 +77,18 @@ def _count_or_share(name: str, value: Any) -> int | float:
     return value
 
 
-def build_baseline(params: dict[str, Any] | None = None) -> Pipeline:
+def build_baseline(
+    params: dict[str, Any] | None = None, layout: FeatureLayout | None = None
+) -> Pipeline:
     """Unfitted TF-IDF (+ numeric signals) -> LogisticRegression pipeline.
 
-    Input: a DataFrame with `text_clean` and, when `use_numeric`, the
-    NUMERIC_FEATURES columns; other columns are ignored. Output of
-    `predict_proba[:, 1]`: P(positive).
+    Input: a DataFrame with the text use case's text column and, when
+    `use_numeric`, its numeric columns (`layout`, default: the default use
+    case's); other columns are ignored. Output of `predict_proba[:, 1]`: P(positive).
     """
+    layout = layout or layout_for()
+    if layout.text is None:
+        raise ModelParamsError("the baseline is a text model; this use case has no text column")
     p = resolve_params(params)
     max_features = p["max_features"]
     tfidf = TfidfVectorizer(
@@ -96,7 +101,7 @@ def build_baseline(params: dict[str, Any] | None = None) -> Pipeline:
         dtype=np.float32,
     )
     # A plain column name (not a list) hands the vectoriser a 1-D series of texts.
-    branches: list[tuple[str, Any, Any]] = [("text", tfidf, TEXT_CLEAN)]
+    branches: list[tuple[str, Any, Any]] = [("text", tfidf, layout.text)]
     if p["use_numeric"]:
         numeric = Pipeline(
             [
@@ -104,7 +109,7 @@ def build_baseline(params: dict[str, Any] | None = None) -> Pipeline:
                 ("scale", StandardScaler()),
             ]
         )
-        branches.append(("numeric", numeric, list(NUMERIC_FEATURES)))
+        branches.append(("numeric", numeric, list(layout.numeric)))
     classifier = LogisticRegression(
         C=float(p["C"]),
         solver=p["solver"],

@@ -42,7 +42,7 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from contracts.reviews import FEATURE_CONTRACT_VERSION
+from core.usecases import DEFAULT_USE_CASE, get_use_case
 from training import mlflow_utils
 from training.data import labels, load_features, split_frames
 from training.evaluate import LOWER_IS_BETTER, METRIC_NAMES, compute_metrics, score_frame
@@ -188,9 +188,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _test_metrics(model_uri: str, test: Any) -> dict[str, float]:
+def _test_metrics(model_uri: str, test: Any, use_case: str) -> dict[str, float]:
     model = mlflow.sklearn.load_model(model_uri)
-    return compute_metrics(labels(test).to_numpy(), score_frame(model, test))
+    return compute_metrics(labels(test, use_case).to_numpy(), score_frame(model, test, use_case))
 
 
 def _fmt(value: float | None) -> str:
@@ -198,16 +198,26 @@ def _fmt(value: float | None) -> str:
 
 
 def register_and_gate(
-    run_id: str, model_name: str, features_dir: str, policy: GatePolicy | None = None
+    run_id: str,
+    model_name: str | None,
+    features_dir: str,
+    policy: GatePolicy | None = None,
+    *,
+    use_case: str = DEFAULT_USE_CASE,
 ) -> dict[str, Any]:
     """Register the run's model, compare it with the champion on the same test split, apply.
 
     The new version gets alias `challenger`; if the gate promotes it, alias
     `champion` moves to it and `challenger` is removed. The decision is
     written to the new version's tags (`gate.*`) and to the run.
+    `model_name` None means the use case's registered model name; the policy
+    defaults to the use case's gate.yaml.
     Returns {"version", "promoted", "decision", "champion_version"}.
     """
-    policy = policy or load_gate_policy()
+    uc = get_use_case(use_case)
+    FEATURE_CONTRACT_VERSION = uc.contract.FEATURE_CONTRACT_VERSION
+    model_name = model_name or uc.model_name
+    policy = policy or load_gate_policy(uc.config_path("gate"))
     mlflow_utils.configure()
     mlflow_client = mlflow_utils.client()
     run = mlflow_client.get_run(run_id)
@@ -217,18 +227,19 @@ def register_and_gate(
             f"run {run_id} was trained with feature contract {run_contract or '<none>'!r}, "
             f"but this code computes {FEATURE_CONTRACT_VERSION!r}; serving could not load it"
         )
-    _, _, test = split_frames(load_features(features_dir))
+    _, _, test = split_frames(load_features(features_dir, use_case))
 
     model_uri = mlflow_utils.model_uri_for_run(run_id)
     registered = mlflow.register_model(model_uri, model_name)
     version = str(registered.version)
-    challenger_metrics = _test_metrics(f"models:/{model_name}/{version}", test)
+    challenger_metrics = _test_metrics(f"models:/{model_name}/{version}", test, use_case)
     mlflow_utils.set_version_tags(
         model_name,
         version,
         {
             mlflow_utils.TAG_CONTRACT: run_contract,
             mlflow_utils.TAG_DATA_SHA: run.data.tags.get(mlflow_utils.TAG_DATA_SHA, ""),
+            mlflow_utils.TAG_USE_CASE: use_case,
             "gate.features_dir": str(features_dir),
             **{f"test_{k}": _fmt(v) for k, v in challenger_metrics.items()},
         },
@@ -252,7 +263,9 @@ def register_and_gate(
                 + ("the challenger replaces it" if alone.promote else alone.reason),
             )
         else:
-            champion_metrics = _test_metrics(f"models:/{model_name}/{champion_version}", test)
+            champion_metrics = _test_metrics(
+                f"models:/{model_name}/{champion_version}", test, use_case
+            )
             decision = decide_promotion(challenger_metrics, champion_metrics, policy)
 
     record = {
@@ -306,12 +319,14 @@ def rollback(
     reason: str,
     by: str | None = None,
     allow_contract_mismatch: bool = False,
+    use_case: str = DEFAULT_USE_CASE,
 ) -> dict[str, Any]:
     """Point `champion` at an existing `version` and record who did it and why.
 
     Refuses a version whose feature contract differs from what this code
     computes (serving would refuse to load it) unless `allow_contract_mismatch`.
     """
+    FEATURE_CONTRACT_VERSION = get_use_case(use_case).contract.FEATURE_CONTRACT_VERSION
     mlflow_utils.configure()
     mlflow_client = mlflow_utils.client()
     try:

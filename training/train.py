@@ -20,7 +20,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
 
-from contracts.reviews import FEATURE_CONTRACT_VERSION, feature_fingerprint
+from core.usecases import DEFAULT_USE_CASE, get_use_case
 from training import mlflow_utils
 from training.data import feature_frame, folder_sha256, labels, load_features, split_frames
 from training.evaluate import compute_metrics, score_frame
@@ -32,15 +32,22 @@ MODEL_FAMILY = "baseline_tfidf_logreg"
 SIGNATURE_ROWS = 200
 
 
-def lineage_tags(features_dir: str, data_sha256: str | None, model_family: str) -> dict[str, Any]:
-    """Tags every model run carries: contract, fingerprint, data hash, commit, versions.
+def lineage_tags(
+    features_dir: str,
+    data_sha256: str | None,
+    model_family: str,
+    use_case: str = DEFAULT_USE_CASE,
+) -> dict[str, Any]:
+    """Tags every model run carries: use case, contract, fingerprint, data hash, commit, versions.
 
     Without `data_sha256` (the ingest snapshot hash) the hash of the feature
     folder's Parquet bytes is recorded instead.
     """
+    contract = get_use_case(use_case).contract
     tags: dict[str, Any] = {
-        mlflow_utils.TAG_CONTRACT: FEATURE_CONTRACT_VERSION,
-        mlflow_utils.TAG_FINGERPRINT: feature_fingerprint(),
+        mlflow_utils.TAG_USE_CASE: use_case,
+        mlflow_utils.TAG_CONTRACT: contract.FEATURE_CONTRACT_VERSION,
+        mlflow_utils.TAG_FINGERPRINT: contract.feature_fingerprint(),
         mlflow_utils.TAG_DATA_SHA: data_sha256 or folder_sha256(features_dir),
         mlflow_utils.TAG_FEATURES_DIR: str(features_dir),
         "model_family": model_family,

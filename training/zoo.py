@@ -1,7 +1,8 @@
-"""The model zoo: text-model families the search compares, each one scikit-learn pipeline.
+"""The model zoo: the model families the search compares, each one scikit-learn pipeline.
 
-Every family is a `Pipeline` over the frame `features.reviews.build_features`
-returns (`text_clean` + the numeric raw-text signals) with the same shape:
+Every built-in family is a text family: a `Pipeline` over the frame a text use
+case's `build_features` returns (one text column + numeric signals, named by
+its `FeatureLayout`) with the same shape:
 
     features    ColumnTransformer: word (and optionally character) n-gram
                 vectorisers on `text_clean`, the numeric signals scaled.
@@ -13,6 +14,8 @@ returns (`text_clean` + the numeric raw-text signals) with the same shape:
 What a family is built from, its defaults and its search dimensions are data in
 `training/config/search_spaces.yaml`; this module turns a parameter dict into
 an unfitted pipeline and checks that the dict only names known parameters.
+A use case's search_spaces.yaml may name `builders: <module>` to bring its
+own families (tabular ones, for instance); see `ExternalBuilder`.
 
 Serving imports `features`, `contracts` and `serving`, never `training`, and
 loads the stored object with `mlflow.sklearn.load_model`. So what is logged
@@ -26,6 +29,7 @@ the model is logged. The prediction is bit-for-bit the same.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,7 +52,7 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardSca
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
-from features.reviews import NUMERIC_FEATURES, TEXT_CLEAN
+from core.usecases import DEFAULT_USE_CASE, get_use_case
 
 SEARCH_SPACES = Path(__file__).with_name("config") / "search_spaces.yaml"
 FEATURES_STEP = "features"
@@ -62,6 +66,43 @@ NUMERIC_SCALINGS = ("standard", "minmax", "raw")
 
 class ZooError(ValueError):
     """A family, parameter or search space the zoo cannot build."""
+
+
+# ---- which columns a model reads ------------------------------------------------------
+
+TEXT_DTYPES = frozenset({"object", "string", "str"})
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """The model-input columns of a use case by role: one text column (text use cases),
+    numeric columns, and categorical (string) columns of a tabular use case."""
+
+    text: str | None
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=16)
+def layout_for(use_case: str = DEFAULT_USE_CASE) -> FeatureLayout:
+    """The FeatureLayout of a registered use case, from its FEATURE_COLUMNS / FEATURE_DTYPES."""
+    uc = get_use_case(use_case)
+    columns, dtypes = uc.features.FEATURE_COLUMNS, uc.features.FEATURE_DTYPES
+    strings = tuple(c for c in columns if str(dtypes[c]) in TEXT_DTYPES)
+    numeric = tuple(c for c in columns if c not in strings)
+    if uc.kind == "text":
+        if len(strings) != 1:
+            raise ZooError(
+                f"text use case {use_case!r} needs exactly one text feature column, got {strings}"
+            )
+        return FeatureLayout(text=strings[0], numeric=numeric)
+    return FeatureLayout(text=None, numeric=numeric, categorical=strings)
+
+
+# A use case may bring its own families: `builders: <module>` in its search_spaces.yaml names a
+# module whose BUILDERS maps a family name to build(params, seed, layout) -> Pipeline, the first
+# step named FEATURES_STEP (fitted without labels: the search caches it across trials).
+ExternalBuilder = Callable[[dict[str, Any], int, FeatureLayout], Pipeline]
 
 
 # ---- search spaces (data) -------------------------------------------------------------
@@ -129,6 +170,7 @@ class SearchSpaces:
     token_patterns: dict[str, str]
     families: dict[str, FamilySpace]
     path: Path
+    external: dict[str, ExternalBuilder] = field(default_factory=dict)
 
 
 def _dimension(family: str, name: str, spec: Any, path: Path) -> Dimension:
@@ -155,24 +197,45 @@ def _dimension(family: str, name: str, spec: Any, path: Path) -> Dimension:
     return Dimension(name, kind, low=low, high=high, log=log, step=step)
 
 
-def load_search_spaces(path: str | Path = SEARCH_SPACES) -> SearchSpaces:
-    """Parse and check search_spaces.yaml; every family's defaults must build a pipeline."""
-    return _load_search_spaces(Path(path).resolve())
+def load_search_spaces(
+    path: str | Path = SEARCH_SPACES, layout: FeatureLayout | None = None
+) -> SearchSpaces:
+    """Parse and check search_spaces.yaml; every family's defaults must build a pipeline.
+
+    `layout` is the use case's FeatureLayout the defaults are built against (default: the
+    default use case's).
+    """
+    return _load_search_spaces(Path(path).resolve(), layout or layout_for())
 
 
-@lru_cache(maxsize=4)
-def _load_search_spaces(path: Path) -> SearchSpaces:
+def _external_builders(path: Path, module_name: Any) -> dict[str, ExternalBuilder]:
+    if module_name is None:
+        return {}
+    try:
+        module = importlib.import_module(str(module_name))
+    except ImportError as exc:
+        raise ZooError(f"{path}: builders module {module_name!r} does not import: {exc}") from exc
+    builders = getattr(module, "BUILDERS", None)
+    if not isinstance(builders, dict):
+        raise ZooError(f"{path}: builders module {module_name!r} has no BUILDERS mapping")
+    return dict(builders)
+
+
+@lru_cache(maxsize=8)
+def _load_search_spaces(path: Path, layout: FeatureLayout) -> SearchSpaces:
     if not path.is_file():
         raise ZooError(f"search space file {path} does not exist")
     data = yaml.safe_load(path.read_text()) or {}
-    patterns = data.get("token_patterns")
+    patterns = data.get("token_patterns", {})
     families_raw = data.get("families")
     if not isinstance(patterns, dict) or not isinstance(families_raw, dict) or not families_raw:
-        raise ZooError(f"{path} must define mappings `token_patterns` and `families`")
+        raise ZooError(f"{path} must define a mapping `families` (and `token_patterns` for text)")
+    external = _external_builders(path, data.get("builders"))
     families: dict[str, FamilySpace] = {}
     for name, spec in families_raw.items():
-        if name not in BUILDERS:
-            raise ZooError(f"{path}: family {name!r} has no builder; known: {sorted(BUILDERS)}")
+        if name not in BUILDERS and name not in external:
+            known = sorted({*BUILDERS, *external})
+            raise ZooError(f"{path}: family {name!r} has no builder; known: {known}")
         if not isinstance(spec, dict) or not isinstance(spec.get("defaults"), dict):
             raise ZooError(f"{path}: families.{name} needs a `defaults` mapping")
         defaults = dict(spec["defaults"])
@@ -192,23 +255,33 @@ def _load_search_spaces(path: Path) -> SearchSpaces:
                 "dimensions (the defaults are the first trial of every study)"
             )
         families[name] = FamilySpace(name, str(spec.get("summary", "")), defaults, search)
-    spaces = SearchSpaces({k: str(v) for k, v in patterns.items()}, families, path)
+    spaces = SearchSpaces({k: str(v) for k, v in patterns.items()}, families, path, external)
     for name in families:
         try:
-            build_pipeline(name, None, spaces=spaces)
+            build_pipeline(name, None, spaces=spaces, layout=layout)
         except (ZooError, KeyError, TypeError) as exc:
             raise ZooError(f"{path}: defaults of family {name!r} do not build: {exc}") from exc
     return spaces
 
 
-def family_names(path: str | Path = SEARCH_SPACES) -> list[str]:
-    """The families in the order search_spaces.yaml lists them."""
+def search_spaces_for(use_case: str = DEFAULT_USE_CASE) -> SearchSpaces:
+    """The checked search spaces of a registered use case (its config's search_spaces.yaml)."""
+    uc = get_use_case(use_case)
+    return load_search_spaces(uc.config_path("search_spaces"), layout_for(use_case))
+
+
+def family_names(path: str | Path = SEARCH_SPACES, *, use_case: str | None = None) -> list[str]:
+    """The families in the order search_spaces.yaml lists them (of `use_case` when given)."""
+    if use_case is not None:
+        return list(search_spaces_for(use_case).families)
     return list(load_search_spaces(path).families)
 
 
-def family_space(family: str, path: str | Path = SEARCH_SPACES) -> FamilySpace:
+def family_space(
+    family: str, path: str | Path = SEARCH_SPACES, *, use_case: str | None = None
+) -> FamilySpace:
     """The FamilySpace of `family`; an unknown name raises ZooError listing the known ones."""
-    spaces = load_search_spaces(path)
+    spaces = search_spaces_for(use_case) if use_case is not None else load_search_spaces(path)
     if family not in spaces.families:
         raise ZooError(f"unknown model family {family!r}; known: {list(spaces.families)}")
     return spaces.families[family]
@@ -285,8 +358,10 @@ def _optional_int(name: str, value: Any) -> int | None:
 
 
 def _text_branches(
-    p: dict[str, Any], spaces: SearchSpaces, seed: int
+    p: dict[str, Any], spaces: SearchSpaces, seed: int, layout: FeatureLayout
 ) -> list[tuple[str, Any, Any]]:
+    if layout.text is None:
+        raise ZooError("this family reads a text feature column; the use case has none")
     pattern_name = p["token_pattern"]
     if pattern_name not in spaces.token_patterns:
         raise ZooError(
@@ -338,18 +413,18 @@ def _text_branches(
                 ]
             )
         # A plain column name (not a list) hands the vectoriser a 1-D series of texts.
-        branches.append((name, step, TEXT_CLEAN))
+        branches.append((name, step, layout.text))
     return branches
 
 
-def _numeric_branch(p: dict[str, Any]) -> tuple[str, Any, Any] | None:
+def _numeric_branch(p: dict[str, Any], layout: FeatureLayout) -> tuple[str, Any, Any] | None:
     if not p["use_numeric"]:
         return None
     scaling = p["numeric_scaling"]
     if scaling not in NUMERIC_SCALINGS:
         raise ZooError(f"numeric_scaling must be one of {NUMERIC_SCALINGS}, got {scaling!r}")
     if scaling == "raw":
-        return ("numeric", "passthrough", list(NUMERIC_FEATURES))
+        return ("numeric", "passthrough", list(layout.numeric))
     # The signals are counts and ratios with long tails: log1p first.
     scaler = StandardScaler() if scaling == "standard" else MinMaxScaler(clip=True)
     numeric = Pipeline(
@@ -358,12 +433,14 @@ def _numeric_branch(p: dict[str, Any]) -> tuple[str, Any, Any] | None:
             ("scale", scaler),
         ]
     )
-    return ("numeric", numeric, list(NUMERIC_FEATURES))
+    return ("numeric", numeric, list(layout.numeric))
 
 
-def _features(p: dict[str, Any], spaces: SearchSpaces, seed: int) -> ColumnTransformer:
-    branches = _text_branches(p, spaces, seed)
-    numeric = _numeric_branch(p)
+def _features(
+    p: dict[str, Any], spaces: SearchSpaces, seed: int, layout: FeatureLayout
+) -> ColumnTransformer:
+    branches = _text_branches(p, spaces, seed, layout)
+    numeric = _numeric_branch(p, layout)
     if numeric is not None:
         branches.append(numeric)
     return ColumnTransformer(branches, remainder="drop")
@@ -485,18 +562,29 @@ def build_pipeline(
     *,
     seed: int = 0,
     spaces: SearchSpaces | None = None,
+    layout: FeatureLayout | None = None,
 ) -> Pipeline:
     """Unfitted pipeline of `family` with its defaults overlaid by `params`.
 
     `seed` is the random_state of every estimator that has one, so two builds
-    with the same arguments fit to the same model.
+    with the same arguments fit to the same model. `layout` names the columns
+    the pipeline reads (default: the default use case's).
     """
-    spaces = spaces or load_search_spaces()
+    layout = layout or layout_for()
+    spaces = spaces or load_search_spaces(layout=layout)
     if family not in spaces.families:
         raise ZooError(f"unknown model family {family!r}; known: {list(spaces.families)}")
     p = spaces.families[family].resolve(params)
+    if family in spaces.external:
+        pipeline = spaces.external[family](p, seed, layout)
+        if not isinstance(pipeline, Pipeline) or pipeline.steps[0][0] != FEATURES_STEP:
+            raise ZooError(
+                f"builder of family {family!r} must return a Pipeline whose first step is "
+                f"{FEATURES_STEP!r}"
+            )
+        return pipeline
     head = BUILDERS[family](p, seed)
-    return Pipeline([(FEATURES_STEP, _features(p, spaces, seed)), *head])
+    return Pipeline([(FEATURES_STEP, _features(p, spaces, seed, layout)), *head])
 
 
 # ---- servable export ------------------------------------------------------------------

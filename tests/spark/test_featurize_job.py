@@ -286,7 +286,7 @@ def test_failed_run_leaves_previous_output_untouched(spark, tmp_path, monkeypatc
     before = read_features(out)
     stats_before = (out / "stats.json").read_text()
 
-    def broken_batches(keep, text_column):
+    def broken_batches(keep, *args, **kwargs):
         def fail(batches):
             for _ in batches:
                 raise RuntimeError("feature code blew up")
