@@ -25,7 +25,6 @@ from typing import Any
 
 import anyio.to_thread
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -33,8 +32,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pandera.errors import SchemaError, SchemaErrors
 
-from contracts.reviews import FEATURE_CONTRACT_VERSION, RAW_TEXT, feature_schema
-from features.reviews import build_features
+from core.usecases import DEFAULT_USE_CASE, get_use_case, use_case_names
 from serving.batching import BatchObserver, MicroBatcher
 from serving.config import ServingSettings
 from serving.metrics import ServingMetrics
@@ -44,6 +42,8 @@ from serving.prediction_log import PredictionLog
 from serving.ratelimit import build_rate_limiter
 from serving.routes import router
 from serving.runtime import ServingRuntime
+from serving.usecase import served_use_case
+from serving.usecase_routes import UseCaseRuntime, add_use_case_routes
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +55,41 @@ _SELF_CHECK_TEXTS = (
 
 
 class FeatureSchemaError(RuntimeError):
-    """build_features no longer produces what contracts.reviews.feature_schema describes."""
+    """A use case's build_features no longer produces what its feature_schema describes."""
 
 
-def check_feature_schema() -> None:
+def check_feature_schema(use_case: str = DEFAULT_USE_CASE) -> None:
     """Validate build_features' output against the contract once, at start-up.
 
     Per request this check costs far more than computing the features, so it
-    runs here on a few awkward inputs: a server whose feature code and contract
-    disagree refuses to start instead of serving skewed features.
+    runs here on a few awkward inputs (text use cases) or the contract's
+    EXAMPLE_ROWS (tabular): a server whose feature code and contract disagree
+    refuses to start instead of serving skewed features.
     """
-    frame = build_features(pd.DataFrame({RAW_TEXT: list(_SELF_CHECK_TEXTS)}))
+    uc = get_use_case(use_case)
+    served = served_use_case(use_case)
+    items = (
+        list(_SELF_CHECK_TEXTS) if uc.kind == "text" else [dict(row) for row in served.check_items]
+    )
+    if not items:
+        return
+    frame = uc.features.build_features(served.raw_frame(items))
     try:
-        feature_schema.validate(frame, lazy=True)
+        uc.contract.feature_schema.validate(frame, lazy=True)
     except (SchemaError, SchemaErrors) as error:
         raise FeatureSchemaError(
-            f"features.reviews.build_features does not satisfy contracts.reviews.feature_schema "
-            f"({FEATURE_CONTRACT_VERSION}): {error}"
+            f"{uc.feature_module}.build_features does not satisfy {uc.contract_module}."
+            f"feature_schema ({served.contract_version}): {error}"
         ) from error
+
+
+def served_use_case_names(settings: ServingSettings) -> list[str]:
+    """The use cases this server serves: DRIFTLOOP_USE_CASES, else every registered one."""
+    wanted = [n.strip() for n in settings.use_cases.split(",") if n.strip()]
+    names = wanted or use_case_names()
+    for name in names:
+        get_use_case(name)  # an unknown name fails start-up with the registered ones listed
+    return [DEFAULT_USE_CASE, *[n for n in names if n != DEFAULT_USE_CASE]]
 
 
 @contextlib.contextmanager
@@ -130,7 +147,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ServingSettings = app.state.settings
     holder: ModelHolder = app.state.holder
     runtime: ServingRuntime = app.state.runtime
-    check_feature_schema()
+    extra: dict[str, UseCaseRuntime] = {
+        name: rt for name, rt in app.state.use_cases.items() if rt.holder is not holder
+    }
+    for name in app.state.use_cases:
+        check_feature_schema(name)
     if runtime.prediction_log is not None:
         await anyio.to_thread.run_sync(runtime.prediction_log.start)
     with _mlflow_client_env(settings):
@@ -146,6 +167,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             ),
             name="driftloop-model-loader",
         )
+        loaders = [loader]
+        for name, rt in extra.items():
+            loaders.append(
+                asyncio.create_task(
+                    keep_model_loaded(
+                        rt.holder,
+                        rt.use_case.model_name,
+                        settings.model_alias,
+                        retry_seconds=settings.load_retry_seconds,
+                        reload_seconds=settings.reload_interval_seconds,
+                        first_attempt_done=asyncio.Event(),
+                    ),
+                    name=f"driftloop-model-loader-{name}",
+                )
+            )
         try:
             await asyncio.wait_for(first_attempt_done.wait(), settings.startup_wait_seconds)
         except TimeoutError:
@@ -157,9 +193,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             await runtime.batcher.drain()
-            loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for rt in extra.values():
+                await rt.batcher.drain()
+            for task in loaders:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if runtime.prediction_log is not None:
                 await anyio.to_thread.run_sync(
                     runtime.prediction_log.close, settings.graceful_shutdown_seconds
@@ -204,12 +243,14 @@ def create_app(
     settings = settings or ServingSettings()
     # FastAPIOffline: /docs with Swagger UI served by this app, not from a CDN.
     app = FastAPIOffline(
-        title="driftloop review sentiment",
-        version=FEATURE_CONTRACT_VERSION,
-        summary="Scores reviews with the registered champion model.",
+        title="driftloop",
+        version=served_use_case(DEFAULT_USE_CASE).contract_version,
+        summary="Scores each registered use case with its champion model.",
         description=(
-            f"Serves `{settings.model_name}@{settings.model_alias}` from the MLflow registry. "
-            "Features are computed with the same `features.reviews` code that training uses."
+            f"Serves `{settings.model_name}@{settings.model_alias}` (the `{DEFAULT_USE_CASE}` "
+            "use case, also under the unprefixed endpoints) and every other served use case's "
+            f"`<model>@{settings.model_alias}` under `/v1/<use case>/`. Features are computed "
+            "with the same feature modules training uses."
         ),
         lifespan=lifespan,
     )
@@ -258,4 +299,33 @@ def create_app(
     app.add_exception_handler(ModelNotLoadedError, _no_model)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(router)
+    app.state.use_cases = _use_case_runtimes(settings, runtime)
+    for name in app.state.use_cases:
+        add_use_case_routes(app, served_use_case(name))
     return app
+
+
+def _use_case_runtimes(
+    settings: ServingSettings, runtime: ServingRuntime
+) -> dict[str, UseCaseRuntime]:
+    """The default use case on the app's own holder and batcher; each other one on its own."""
+    runtimes = {
+        DEFAULT_USE_CASE: UseCaseRuntime(
+            use_case=served_use_case(DEFAULT_USE_CASE),
+            holder=runtime.holder,
+            batcher=runtime.batcher,
+            prediction_log=runtime.prediction_log,
+            log_predictions=runtime.log_predictions,
+        )
+    }
+    for name in served_use_case_names(settings)[1:]:
+        holder = ModelHolder(
+            settings.mlflow_tracking_uri, gc_freeze=settings.gc_freeze, use_case=name
+        )
+        batcher = MicroBatcher(
+            holder,
+            max_size=settings.batch_max_size,
+            max_wait_seconds=settings.batch_max_wait_ms / 1000.0,
+        )
+        runtimes[name] = UseCaseRuntime(served_use_case(name), holder, batcher)
+    return runtimes

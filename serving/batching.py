@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from features.reviews import FEATURE_COLUMNS, featurize_texts
 from serving.model import LoadedModel, ModelHolder, ModelNotLoadedError
+from serving.usecase import served_use_case
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Scored:
 
 @dataclass
 class _Group:
-    texts: Sequence[str]
+    texts: Sequence[Any]  # items: texts, or request rows of a tabular use case
     future: asyncio.Future[Scored]
 
 
@@ -85,8 +85,8 @@ class MicroBatcher:
         """Reviews waiting to be scored."""
         return self._pending_rows
 
-    async def score(self, texts: Sequence[str]) -> Scored:
-        """Score `texts` (one request's worth) in the next batch."""
+    async def score(self, texts: Sequence[Any]) -> Scored:
+        """Score `texts` (one request's items: texts or rows) in the next batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scored] = loop.create_future()
         self._pending.append(_Group(texts, future))
@@ -157,14 +157,15 @@ class MicroBatcher:
                 self.score_now([group])
 
     def _score_groups(self, model: LoadedModel, groups: list[_Group]) -> None:
-        texts: list[str] = []
+        texts: list[Any] = []
         for group in groups:
             texts.extend(group.texts)
+        use_case = getattr(self.holder, "use_case", None) or served_use_case()
         started = time.perf_counter()
-        columns = featurize_texts(texts)
+        columns = use_case.featurize(texts)
         probabilities = model.scorer.score(columns)
         elapsed = time.perf_counter() - started
-        rows = list(zip(*(columns[name] for name in FEATURE_COLUMNS), strict=True))
+        rows = list(zip(*(columns[name] for name in use_case.feature_columns), strict=True))
         ts_us = time.time_ns() // 1000
         self.batches += 1
         if self.on_batch is not None:

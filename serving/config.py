@@ -13,8 +13,13 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.reviews import MAX_TEXT_CHARS
 from core.settings import get_settings
+from core.usecases import DEFAULT_USE_CASE, get_use_case
+
+# The default use case's limit (the review endpoints' text); the contract's, not ours to loosen.
+MAX_TEXT_CHARS: int = int(
+    getattr(get_use_case(DEFAULT_USE_CASE).contract, "MAX_TEXT_CHARS", 20_000)
+)
 
 PREDICTION_LOG_URL_ENV = "DRIFTLOOP_PREDICTION_LOG_URL"
 
@@ -43,6 +48,13 @@ class ServingSettings(BaseSettings):
         description="Registered model to serve (shared default with training).",
     )
     model_alias: str = Field(default="champion", min_length=1)
+    use_cases: str = Field(
+        default="",
+        description=(
+            "Comma-separated use cases served under /v1/<name>/ (default: every registered "
+            "one); the default use case is always served, also by the unprefixed endpoints."
+        ),
+    )
     mlflow_tracking_uri: str = Field(
         default_factory=_default_tracking_uri,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
@@ -191,7 +203,7 @@ class ServingSettings(BaseSettings):
         if value > MAX_TEXT_CHARS:
             raise ValueError(
                 f"DRIFTLOOP_MAX_TEXT_CHARS={value} exceeds the contract limit "
-                f"contracts.reviews.MAX_TEXT_CHARS={MAX_TEXT_CHARS}; the request model rejects "
+                f"of the {DEFAULT_USE_CASE} contract, MAX_TEXT_CHARS={MAX_TEXT_CHARS}; the request model rejects "
                 "longer texts anyway, so set a value <= that limit"
             )
         return value

@@ -53,10 +53,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
-import contracts.reviews as contract_module
 from contracts.history import ContractHistoryError, verify_served_model
-from contracts.reviews import FEATURE_CONTRACT_VERSION
+from core.usecases import DEFAULT_USE_CASE, get_use_case
 from serving.scoring import Scorer, ScorerMismatchError, compile_scorer
+from serving.usecase import ServedUseCase, served_use_case
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,9 @@ class ModelHolder:
         gc_freeze: bool = False,
         on_loaded: Callable[[LoadedModel], None] | None = None,
         on_failed: Callable[[str], None] | None = None,
+        use_case: str = DEFAULT_USE_CASE,
     ) -> None:
+        self.use_case: ServedUseCase = served_use_case(use_case)
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self.gc_freeze = gc_freeze
@@ -223,6 +225,7 @@ class ModelHolder:
                 f"could not look up {name}@{alias} in registry {self.registry_uri}: "
                 f"{_first_line(error)} (is the MLflow server up and MLFLOW_TRACKING_URI right?)"
             ) from error
+        FEATURE_CONTRACT_VERSION = self.use_case.contract_version
         found = (version.tags or {}).get(CONTRACT_TAG)
         if found != FEATURE_CONTRACT_VERSION:
             what = f"tag {CONTRACT_TAG}={found!r}" if found else f"no {CONTRACT_TAG!r} tag"
@@ -233,7 +236,11 @@ class ModelHolder:
                 f"{CONTRACT_TAG}={FEATURE_CONTRACT_VERSION!r}, or point {alias!r} at such a version"
             )
         try:
-            verify_served_model(contract_module, found, (version.tags or {}).get(FINGERPRINT_TAG))
+            verify_served_model(
+                get_use_case(self.use_case.name).contract,
+                found,
+                (version.tags or {}).get(FINGERPRINT_TAG),
+            )
         except ContractHistoryError as error:
             raise IncompatibleModelError(
                 f"refused model {name!r} version {version.version} (alias {alias!r}): {error}"
@@ -302,7 +309,7 @@ class ModelHolder:
             )
         positive_index = classes.index(POSITIVE_CLASS)
         try:
-            scorer = compile_scorer(pipeline, positive_index)
+            scorer = compile_scorer(pipeline, positive_index, use_case=self.use_case)
         except ScorerMismatchError as error:
             raise IncompatibleModelError(
                 f"refused model {name!r} version {version.version}: {error}"
@@ -317,7 +324,7 @@ class ModelHolder:
             alias=alias,
             version=str(version.version),
             run_id=version.run_id,
-            feature_contract_version=FEATURE_CONTRACT_VERSION,
+            feature_contract_version=self.use_case.contract_version,
             loaded_at=datetime.now(UTC),
             load_seconds=round(time.perf_counter() - started, 4),
             pipeline=pipeline,

@@ -41,7 +41,11 @@ import numpy as np
 import pandas as pd
 
 from core.settings import get_settings
-from features.reviews import FEATURE_COLUMNS, FEATURE_DTYPES
+from core.usecases import DEFAULT_USE_CASE, get_use_case
+
+# The log's columns are the default use case's features (see the module docstring).
+FEATURE_COLUMNS: tuple[str, ...] = tuple(get_use_case(DEFAULT_USE_CASE).features.FEATURE_COLUMNS)
+FEATURE_DTYPES: dict[str, str] = dict(get_use_case(DEFAULT_USE_CASE).features.FEATURE_DTYPES)
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from contracts.reviews import (
-    LABEL_NAMES,
-    BatchPredictRequest,
-    BatchPredictResponse,
-    FeedbackRequest,
-    FeedbackResponse,
-    PredictRequest,
-    PredictResponse,
-)
-from features.reviews import FEATURE_COLUMNS
+from core.usecases import DEFAULT_USE_CASE, get_use_case
 from serving.deps import AdminDep, HolderDep, ModelDep, RuntimeDep
 from serving.metrics import CONTENT_TYPE
 from serving.model import LoadedModel, ModelLoadError
@@ -41,6 +32,18 @@ from serving.prediction_log import UnknownRequestError
 from serving.ratelimit import RateLimiterUnavailableError, retry_after_header
 from serving.runtime import ServingRuntime
 from serving.schemas import ErrorDetail, Health, ModelInfo, Readiness, ReloadResult
+
+# The unprefixed endpoints serve the default use case (review sentiment), with its contract's
+# request and response models; /v1/<use case>/ serves every use case (serving.usecase_routes).
+_DEFAULT = get_use_case(DEFAULT_USE_CASE)
+LABEL_NAMES = _DEFAULT.contract.LABEL_NAMES
+BatchPredictRequest = _DEFAULT.contract.BatchPredictRequest
+BatchPredictResponse = _DEFAULT.contract.BatchPredictResponse
+FeedbackRequest = _DEFAULT.contract.FeedbackRequest
+FeedbackResponse = _DEFAULT.contract.FeedbackResponse
+PredictRequest = _DEFAULT.contract.PredictRequest
+PredictResponse = _DEFAULT.contract.PredictResponse
+FEATURE_COLUMNS = tuple(_DEFAULT.features.FEATURE_COLUMNS)
 
 router = APIRouter()
 

@@ -1,7 +1,7 @@
 """Scoring many reviews at once, as fast as the model allows, with the pipeline's exact numbers.
 
-`features.reviews.featurize_texts` computes the features (the same code
-`build_features` wraps, minus the DataFrame). A fitted scikit-learn
+The use case's feature code computes the features (`ServedUseCase.featurize`:
+a text use case's column-wise `featurize_texts`, else `build_features`). A fitted scikit-learn
 `Pipeline(ColumnTransformer, ..., classifier)` then spends most of a
 single-review call in glue: selecting columns from a DataFrame, feature-name
 and output-container checks, joblib dispatch. `FastPipelineScorer` feeds each
@@ -33,8 +33,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 
-from contracts.reviews import RAW_TEXT
-from features.reviews import FEATURE_COLUMNS, FEATURE_DTYPES, build_features, featurize_texts
+from serving.usecase import ServedUseCase, served_use_case
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +77,9 @@ class ScorerMismatchError(RuntimeError):
     """No scoring path reproduces the pipeline's own probabilities."""
 
 
-def feature_frame(columns: FeatureColumns) -> pd.DataFrame:
+def feature_frame(columns: FeatureColumns, use_case: ServedUseCase | None = None) -> pd.DataFrame:
     """The DataFrame build_features would return for these columns (same dtypes)."""
-    return pd.DataFrame(
-        {name: np.array(columns[name], dtype=FEATURE_DTYPES[name]) for name in FEATURE_COLUMNS},
-        copy=False,
-    )
+    return (use_case or served_use_case()).feature_frame(columns)
 
 
 @dataclass
@@ -93,9 +89,10 @@ class PipelineScorer:
     pipeline: Any
     positive_index: int
     name: str = "pipeline"
+    use_case: ServedUseCase | None = None
 
     def score(self, columns: FeatureColumns) -> np.ndarray:
-        proba = np.asarray(self.pipeline.predict_proba(feature_frame(columns)))
+        proba = np.asarray(self.pipeline.predict_proba(feature_frame(columns, self.use_case)))
         return np.ascontiguousarray(proba[:, self.positive_index], dtype=np.float64)
 
 
@@ -106,13 +103,15 @@ class RowByRowScorer:
     pipeline: Any
     positive_index: int
     name: str = "pipeline-row-by-row"
+    use_case: ServedUseCase | None = None
 
     def score(self, columns: FeatureColumns) -> np.ndarray:
-        n = len(columns[FEATURE_COLUMNS[0]])
-        single = PipelineScorer(self.pipeline, self.positive_index)
+        names = (self.use_case or served_use_case()).feature_columns
+        n = len(columns[names[0]])
+        single = PipelineScorer(self.pipeline, self.positive_index, use_case=self.use_case)
         out = np.empty(n, dtype=np.float64)
         for i in range(n):
-            out[i] = single.score({name: columns[name][i : i + 1] for name in FEATURE_COLUMNS})[0]
+            out[i] = single.score({name: columns[name][i : i + 1] for name in names})[0]
         return out
 
 
@@ -148,7 +147,10 @@ class FastPipelineScorer:
 
     name = "fast"
 
-    def __init__(self, pipeline: Any, positive_index: int) -> None:
+    def __init__(
+        self, pipeline: Any, positive_index: int, use_case: ServedUseCase | None = None
+    ) -> None:
+        self._dtypes = (use_case or served_use_case()).feature_dtypes
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
             raise UnsupportedPipelineError("not a scikit-learn Pipeline with two or more steps")
         head = pipeline.steps[0][1]
@@ -158,7 +160,7 @@ class FastPipelineScorer:
             raise UnsupportedPipelineError("ColumnTransformer transformer_weights are not mirrored")
         if getattr(head, "_sklearn_output_config", {}).get("transform") not in (None, "default"):
             raise UnsupportedPipelineError("ColumnTransformer set_output is not the default")
-        known = set(FEATURE_COLUMNS)
+        known = set(self._dtypes)
         branches: list[_Branch] = []
         for name, transformer, columns in head.transformers_:
             if transformer == "drop":
@@ -199,7 +201,7 @@ class FastPipelineScorer:
     def _branch_input(self, branch: _Branch, columns: FeatureColumns) -> Any:
         if isinstance(branch.columns, str):
             return list(columns[branch.columns])
-        arrays = [np.asarray(columns[c], dtype=FEATURE_DTYPES[c]) for c in branch.columns]
+        arrays = [np.asarray(columns[c], dtype=self._dtypes[c]) for c in branch.columns]
         return np.column_stack(arrays)
 
     def score(self, columns: FeatureColumns) -> np.ndarray:
@@ -220,28 +222,54 @@ class FastPipelineScorer:
         return np.ascontiguousarray(proba[:, self._positive_index], dtype=np.float64)
 
 
-def reference_probabilities(pipeline: Any, positive_index: int, texts: Sequence[str]) -> np.ndarray:
-    """What the pipeline answers for each text alone, through build_features (the contract)."""
-    out = np.empty(len(texts), dtype=np.float64)
-    for i, text in enumerate(texts):
-        frame = build_features(pd.DataFrame({RAW_TEXT: [text]}))
+def reference_probabilities(
+    pipeline: Any,
+    positive_index: int,
+    items: Sequence[Any],
+    use_case: ServedUseCase | None = None,
+) -> np.ndarray:
+    """What the pipeline answers for each item alone, through build_features (the contract)."""
+    uc = use_case or served_use_case()
+    out = np.empty(len(items), dtype=np.float64)
+    for i, item in enumerate(items):
+        frame = uc.build_features(uc.raw_frame([item]))
         out[i] = float(np.asarray(pipeline.predict_proba(frame))[0, positive_index])
     return out
 
 
+def check_items_for(use_case: ServedUseCase) -> tuple[Any, ...]:
+    """The items a loaded model is self-checked on: the contract's, else CHECK_TEXTS for text."""
+    if use_case.check_items:
+        return use_case.check_items
+    return CHECK_TEXTS if use_case.kind == "text" else ()
+
+
 def compile_scorer(
-    pipeline: Any, positive_index: int, check_texts: Sequence[str] = CHECK_TEXTS
+    pipeline: Any,
+    positive_index: int,
+    check_texts: Sequence[Any] | None = None,
+    use_case: ServedUseCase | None = None,
 ) -> Scorer:
-    """The fastest scorer whose batch answers equal the pipeline's single answers exactly."""
-    expected = reference_probabilities(pipeline, positive_index, check_texts)
-    columns = featurize_texts(check_texts)
+    """The fastest scorer whose batch answers equal the pipeline's single answers exactly.
+
+    `check_texts` (any items of the use case) default to `check_items_for(use_case)`. A
+    tabular use case without EXAMPLE_ROWS has nothing to check with: it gets the pipeline's
+    own predict_proba.
+    """
+    uc = use_case or served_use_case()
+    items = tuple(check_texts) if check_texts is not None else check_items_for(uc)
+    if not items:
+        log.info("use case %s has no self-check rows: scoring through the pipeline", uc.name)
+        return PipelineScorer(pipeline, positive_index, use_case=uc)
+    expected = reference_probabilities(pipeline, positive_index, items, uc)
+    columns = uc.featurize(items)
     candidates: list[Scorer] = []
     try:
-        candidates.append(FastPipelineScorer(pipeline, positive_index))
+        candidates.append(FastPipelineScorer(pipeline, positive_index, uc))
     except UnsupportedPipelineError as error:
         log.info("fast scoring path not used: %s", error)
-    candidates.append(PipelineScorer(pipeline, positive_index))
-    candidates.append(RowByRowScorer(pipeline, positive_index))
+    candidates.append(PipelineScorer(pipeline, positive_index, use_case=uc))
+    candidates.append(RowByRowScorer(pipeline, positive_index, use_case=uc))
     for candidate in candidates:
         got = candidate.score(columns)
         if got.shape == expected.shape and np.array_equal(got, expected):

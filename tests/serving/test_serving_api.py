@@ -309,7 +309,7 @@ def test_startup_check_rejects_features_that_break_the_contract(
         frame["n_chars"] = frame["n_chars"].astype("float64")
         return frame
 
-    monkeypatch.setattr("serving.app.build_features", broken)
+    monkeypatch.setattr("features.reviews.build_features", broken)
     with pytest.raises(FeatureSchemaError, match="n_chars"):
         check_feature_schema()
 

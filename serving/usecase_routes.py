@@ -1,0 +1,311 @@
+"""Per-use-case endpoints: `/v1/{use_case}/predict`, `/predict/batch`, `/model-info`.
+
+One set of routes per served use case, each with that use case's contract `PredictRequest` as
+its body, so `/docs` shows every field with its range. Each use case has its own model holder
+(its registered model's `champion`, hot-reloaded), its own micro-batcher and its self-checked
+scorer; rate limits, body and batch limits, request ids and the middleware are shared. The
+review endpoints (`/predict`, ...) are aliases of `/v1/reviews/...` served by the same holder.
+
+Reason codes: when the registry names an `explain` hook for the use case, each prediction
+carries `reasons` (strongest first), computed from the served model and the feature row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from serving.batching import MicroBatcher, Scored
+from serving.model import ModelHolder
+from serving.prediction_log import PredictionLog
+from serving.schemas import ErrorDetail, ModelInfo
+from serving.usecase import ServedUseCase
+
+V1_PREFIX = "/v1"
+
+
+class Reason(BaseModel):
+    """One feature's push on the score (positive: towards label 1)."""
+
+    feature: str
+    contribution: float
+    value: Any = None
+
+
+class UseCasePrediction(BaseModel):
+    label: int = Field(..., description="0 or 1, at the server's decision threshold")
+    label_name: str
+    probability: float = Field(..., ge=0.0, le=1.0, description="P(label 1)")
+    model_version: str
+    request_id: str
+    reasons: list[Reason] | None = Field(
+        default=None, description="Top reason codes, when the use case defines them."
+    )
+    features: dict[str, Any] | None = None
+
+
+class UseCaseBatchResponse(BaseModel):
+    model_version: str
+    request_id: str
+    predictions: list[UseCasePrediction]
+
+
+@dataclass
+class UseCaseRuntime:
+    """What one served use case scores with; settings, limits and metrics live in the app's."""
+
+    use_case: ServedUseCase
+    holder: ModelHolder
+    batcher: MicroBatcher
+    prediction_log: PredictionLog | None = None
+    log_predictions: (
+        Callable[[Sequence[str], Sequence[Any], Scored, Sequence[int]], None] | None
+    ) = None
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False).encode(), media_type="application/json")
+
+
+def _body_errors(error: ValidationError) -> RequestValidationError:
+    errors = []
+    for item in error.errors(include_url=False):
+        item = {**item, "loc": ("body", *item["loc"])}
+        if isinstance(item.get("input"), bytes):
+            item["input"] = item["input"].decode("utf-8", "replace")
+        errors.append(item)
+    return RequestValidationError(errors)
+
+
+def _reasons(rt: UseCaseRuntime, scored: Scored) -> list[list[dict[str, Any]]] | None:
+    explain = rt.use_case.explain
+    if explain is None:
+        return None
+    names = rt.use_case.feature_columns
+    frame = rt.use_case.feature_frame(
+        {name: [row[i] for row in scored.feature_rows] for i, name in enumerate(names)}
+    )
+    return [list(r) for r in explain(scored.model.pipeline, frame)]
+
+
+def _too_long(rt: UseCaseRuntime, items: Sequence[Any], limit: int, batch: bool) -> None:
+    if rt.use_case.kind != "text":
+        return
+    for index, text in enumerate(items):
+        if len(text) > limit:
+            loc: tuple[Any, ...] = ("body", "rows", index, rt.use_case.raw_columns[0])
+            if not batch:
+                loc = ("body", rt.use_case.raw_columns[0])
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "string_too_long",
+                        "loc": loc,
+                        "msg": f"String should have at most {limit} characters (got {len(text)})",
+                        "ctx": {"max_length": limit},
+                    }
+                ]
+            )
+
+
+async def _score(
+    request: Request,
+    rt: UseCaseRuntime,
+    items: Sequence[Any],
+    route: str,
+    item_ids: list[str],
+    *,
+    batch: bool,
+) -> tuple[Scored, list[dict[str, Any]]]:
+    from serving.routes import _rate_limit
+
+    runtime = request.app.state.runtime
+    settings = runtime.settings
+    _too_long(rt, items, settings.max_text_chars, batch=batch)
+    await _rate_limit(runtime, request, route, len(items))
+    rt.holder.require()
+    scored = await rt.batcher.score(tuple(items))
+    threshold = settings.decision_threshold
+    probabilities = [float(p) for p in scored.probabilities]
+    labels = [int(p >= threshold) for p in probabilities]
+    if rt.log_predictions is not None:
+        rt.log_predictions(item_ids, items, scored, labels)
+    reasons = await anyio.to_thread.run_sync(_reasons, rt, scored) if rt.use_case.explain else None
+    names = rt.use_case.label_names
+    predictions = []
+    for i, (item_id, label, probability) in enumerate(
+        zip(item_ids, labels, probabilities, strict=True)
+    ):
+        row: dict[str, Any] = {
+            "label": label,
+            "label_name": names[label],
+            "probability": probability,
+            "model_version": scored.model.version,
+            "request_id": item_id,
+        }
+        if reasons is not None:
+            row["reasons"] = reasons[i]
+        predictions.append(row)
+    return scored, predictions
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {
+        "model": ErrorDetail,
+        "description": "No model of this use case is loaded yet (or it was refused).",
+    },
+    status.HTTP_413_CONTENT_TOO_LARGE: {
+        "model": ErrorDetail,
+        "description": "Body too large, or more rows than DRIFTLOOP_MAX_BATCH_REVIEWS.",
+    },
+    status.HTTP_429_TOO_MANY_REQUESTS: {
+        "model": ErrorDetail,
+        "description": "This client exceeded its rate limit; see Retry-After.",
+    },
+}
+_VALIDATION_ERROR = {
+    "description": "Validation Error",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+    },
+}
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(item, defs) for item in node]
+    return node
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    # Pydantic refers to nested models as "#/$defs/..."; inside an OpenAPI document that path
+    # does not exist, so nested models are inlined (request models are small and not recursive).
+    schema = model.model_json_schema()
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}},
+    }
+
+
+def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
+    """Register `/v1/<name>/predict`, `/predict/batch` and `/model-info` on `app`."""
+    name = use_case.name
+    router = APIRouter(prefix=f"{V1_PREFIX}/{name}", tags=[f"use case: {name}"])
+    show_features = {
+        "name": "return_features",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "boolean", "default": False},
+        "description": "Also return the computed features (for skew checks).",
+    }
+
+    @router.post(
+        "/predict",
+        response_model=UseCasePrediction,
+        response_model_exclude_none=True,
+        responses=_ERRORS,
+        summary=f"Score one {name} row",
+        openapi_extra={
+            "requestBody": _body(use_case.request_model),
+            "responses": {"422": _VALIDATION_ERROR},
+            "parameters": [show_features],
+        },
+        name=f"{name}_predict",
+    )
+    async def predict(request: Request) -> Response:
+        rt: UseCaseRuntime = request.app.state.use_cases[name]
+        try:
+            body = rt.use_case.request_model.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise _body_errors(error) from None
+        request_id: str = request.state.request_id
+        scored, predictions = await _score(
+            request,
+            rt,
+            [rt.use_case.item_of(body)],
+            f"/v1/{name}/predict",
+            [request_id],
+            batch=False,
+        )
+        payload = predictions[0]
+        if request.query_params.get("return_features", "").lower() in {"1", "true", "yes"}:
+            payload["features"] = dict(
+                zip(rt.use_case.feature_columns, scored.feature_rows[0], strict=True)
+            )
+        return _json(payload)
+
+    @router.post(
+        "/predict/batch",
+        response_model=UseCaseBatchResponse,
+        responses=_ERRORS,
+        summary=f"Score several {name} rows in one call",
+        openapi_extra={
+            "requestBody": _body(use_case.batch_request_model),
+            "responses": {"422": _VALIDATION_ERROR},
+        },
+        name=f"{name}_predict_batch",
+    )
+    async def predict_batch(request: Request) -> Response:
+        rt: UseCaseRuntime = request.app.state.use_cases[name]
+        try:
+            body = rt.use_case.batch_request_model.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise _body_errors(error) from None
+        rows = list(body.rows)  # type: ignore[attr-defined]
+        limit = request.app.state.runtime.settings.max_batch_reviews
+        if len(rows) > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                detail=f"{len(rows)} rows in one request; at most {limit} are accepted "
+                "(DRIFTLOOP_MAX_BATCH_REVIEWS): split the request",
+            )
+        request_id: str = request.state.request_id
+        item_ids = [f"{request_id}-{i}" for i in range(len(rows))]
+        items = [rt.use_case.item_of(row) for row in rows]
+        scored, predictions = await _score(
+            request, rt, items, f"/v1/{name}/predict/batch", item_ids, batch=True
+        )
+        return _json(
+            {
+                "model_version": scored.model.version,
+                "request_id": request_id,
+                "predictions": predictions,
+            }
+        )
+
+    @router.get(
+        "/model-info",
+        response_model=ModelInfo,
+        responses={503: _ERRORS[503]},
+        summary=f"The {name} model being served",
+        name=f"{name}_model_info",
+    )
+    async def model_info(request: Request) -> ModelInfo:
+        rt: UseCaseRuntime = request.app.state.use_cases[name]
+        model = rt.holder.require()
+        return ModelInfo(
+            name=model.name,
+            alias=model.alias,
+            version=model.version,
+            run_id=model.run_id,
+            feature_contract_version=model.feature_contract_version,
+            loaded_at=model.loaded_at,
+            load_seconds=model.load_seconds,
+            scoring_path=model.scoring_path,
+            loads=rt.holder.reloads,
+            last_reload_error=rt.holder.last_error,
+        )
+
+    app.include_router(router)
