@@ -62,6 +62,12 @@ LABEL_NAMES = {0: "ok", 1: "bad"}
 ROW_ID = "row_id"
 CHANNELS = ("web", "shop")
 MAX_AMOUNT = 10_000.0
+# Rows a freshly loaded model is self-checked on (serving) and the start-up schema check uses.
+EXAMPLE_ROWS = (
+    {"amount": 0.0, "channel": "web"},
+    {"amount": 12.5, "channel": "shop"},
+    {"amount": 9999.0, "channel": "web"},
+)
 
 raw_schema = pa.DataFrameSchema(
     {
@@ -99,6 +105,54 @@ def feature_fingerprint() -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 '''
 
+FAMILIES = '''
+"""The tiny use case brings its own model family and reason codes (no edit of training/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def _logreg(params: dict[str, Any], seed: int, layout: Any) -> Pipeline:
+    features = ColumnTransformer([("num", StandardScaler(), list(layout.numeric))])
+    model = LogisticRegression(
+        C=float(params["C"]), class_weight=params["class_weight"], random_state=seed
+    )
+    return Pipeline([("features", features), ("classifier", model)])
+
+
+BUILDERS = {"tiny_logreg": _logreg}
+
+
+def explain(model: Any, features: Any) -> list[list[dict[str, Any]]]:
+    """Per row: each feature's coefficient x standardised value, strongest push up first."""
+    scaled = model.named_steps["features"].transform(features)
+    contributions = scaled * model.named_steps["classifier"].coef_[0]
+    names = list(features.columns)
+    out = []
+    for row in np.asarray(contributions):
+        order = np.argsort(-row)[:2]
+        out.append([{"feature": names[i], "contribution": float(row[i])} for i in order])
+    return out
+'''
+
+SEARCH_SPACES = '''
+builders: tiny_families
+families:
+  tiny_logreg:
+    summary: logistic regression on standardised tiny features
+    defaults: {C: 1.0, class_weight: null}
+    search:
+      C: {type: float, low: 0.01, high: 100.0, log: true}
+      class_weight: {type: categorical, choices: [null, balanced]}
+'''
+
 REGISTRY = """
 use_cases:
   tiny:
@@ -108,6 +162,7 @@ use_cases:
     contract: tiny_contract
     model_name: tiny-model
     config_dir: tiny_config
+    explain: tiny_families:explain
 """
 
 
@@ -116,8 +171,10 @@ def write_tiny_use_case(folder: Path, extra_config: dict[str, str] | None = None
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tiny_features.py").write_text(textwrap.dedent(FEATURES).lstrip())
     (folder / "tiny_contract.py").write_text(textwrap.dedent(CONTRACT).lstrip())
+    (folder / "tiny_families.py").write_text(textwrap.dedent(FAMILIES).lstrip())
     config = folder / "tiny_config"
     config.mkdir(exist_ok=True)
+    (config / "search_spaces.yaml").write_text(textwrap.dedent(SEARCH_SPACES).lstrip())
     for name, text in (extra_config or {}).items():
         (config / name).write_text(textwrap.dedent(text).lstrip())
     registry = folder / "usecases.yaml"

@@ -26,7 +26,7 @@ def tiny_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     yield registry
-    for name in ("tiny_features", "tiny_contract"):
+    for name in ("tiny_features", "tiny_contract", "tiny_families"):
         sys.modules.pop(name, None)
 
 
@@ -78,8 +78,9 @@ def test_a_third_use_case_is_added_from_a_folder(tiny_registry: Path) -> None:
     assert tiny.kind == "tabular"
     assert tiny.model_name == "tiny-model"
     assert str(tiny_registry.parent) in os.environ["PYTHONPATH"].split(os.pathsep)
-    # No search_spaces.yaml etc. in its config folder: the platform defaults apply.
+    # No gate.yaml etc. in its config folder: the platform defaults apply.
     assert tiny.config_path("gate") == usecases.DEFAULT_CONFIG["gate"]
+    assert tiny.config_path("search_spaces").parent == tiny_registry.parent / "tiny_config"
     import pandas as pd
 
     frame = tiny.features.build_features(pd.DataFrame({"amount": [1.0], "channel": ["web"]}))
