@@ -54,6 +54,8 @@ __all__ = [
     "RAW_COLUMNS",
     "TEXT_CLEAN",
     "USE_CASE",
+    "load_sources",
+    "map_label",
 ]
 
 
@@ -188,7 +190,7 @@ class FeedbackResponse(BaseModel):
 
 # ---- sources (label maps are data) ------------------------------------------
 # The loader is shared by every use case; these names stay importable from here.
-from contracts.sources import load_sources, map_label  # noqa: E402, F401
+from contracts.sources import load_sources, map_label  # noqa: E402
 
 # ---- fingerprint ---------------------------------------------------------------
 

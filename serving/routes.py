@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -35,15 +35,26 @@ from serving.schemas import ErrorDetail, Health, ModelInfo, Readiness, ReloadRes
 
 # The unprefixed endpoints serve the default use case (review sentiment), with its contract's
 # request and response models; /v1/<use case>/ serves every use case (serving.usecase_routes).
+# The type checker reads the review contract's classes; at run time they come from the registry.
 _DEFAULT = get_use_case(DEFAULT_USE_CASE)
-LABEL_NAMES = _DEFAULT.contract.LABEL_NAMES
-BatchPredictRequest = _DEFAULT.contract.BatchPredictRequest
-BatchPredictResponse = _DEFAULT.contract.BatchPredictResponse
-FeedbackRequest = _DEFAULT.contract.FeedbackRequest
-FeedbackResponse = _DEFAULT.contract.FeedbackResponse
-PredictRequest = _DEFAULT.contract.PredictRequest
-PredictResponse = _DEFAULT.contract.PredictResponse
-FEATURE_COLUMNS = tuple(_DEFAULT.features.FEATURE_COLUMNS)
+if TYPE_CHECKING:
+    from contracts.reviews import (
+        BatchPredictRequest,
+        BatchPredictResponse,
+        FeedbackRequest,
+        FeedbackResponse,
+        PredictRequest,
+        PredictResponse,
+    )
+else:
+    BatchPredictRequest = _DEFAULT.contract.BatchPredictRequest
+    BatchPredictResponse = _DEFAULT.contract.BatchPredictResponse
+    FeedbackRequest = _DEFAULT.contract.FeedbackRequest
+    FeedbackResponse = _DEFAULT.contract.FeedbackResponse
+    PredictRequest = _DEFAULT.contract.PredictRequest
+    PredictResponse = _DEFAULT.contract.PredictResponse
+LABEL_NAMES: dict[int, str] = dict(_DEFAULT.contract.LABEL_NAMES)
+FEATURE_COLUMNS: tuple[str, ...] = tuple(_DEFAULT.features.FEATURE_COLUMNS)
 
 router = APIRouter()
 

@@ -12,7 +12,7 @@ each raw row through the same model, hands `build_features` the same typed value
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -58,7 +58,7 @@ class ServedUseCase:
             return pd.DataFrame({self.raw_columns[0]: list(items)})
         return pd.DataFrame.from_records(list(items), columns=list(self.raw_columns))
 
-    def feature_frame(self, columns: dict[str, Sequence[Any]]) -> pd.DataFrame:
+    def feature_frame(self, columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The DataFrame build_features would return for these feature columns (same dtypes)."""
         import numpy as np
 

@@ -142,7 +142,7 @@ def explain(model: Any, features: Any) -> list[list[dict[str, Any]]]:
     return out
 '''
 
-SEARCH_SPACES = '''
+SEARCH_SPACES = """
 builders: tiny_families
 families:
   tiny_logreg:
@@ -151,7 +151,7 @@ families:
     search:
       C: {type: float, low: 0.01, high: 100.0, log: true}
       class_weight: {type: categorical, choices: [null, balanced]}
-'''
+"""
 
 REGISTRY = """
 use_cases:

@@ -56,14 +56,51 @@ def output_schema(
     return StructType([by_name[name] for name in keep] + feature_fields(feature_columns, dtypes))
 
 
+def json_types(request_model: Any) -> dict[str, set[str]]:
+    """JSON types each PredictRequest field accepts ({"integer"}, {"number", "null"}, ...)."""
+    out: dict[str, set[str]] = {}
+    for name, spec in request_model.model_json_schema().get("properties", {}).items():
+        options = spec.get("anyOf", [spec])
+        out[name] = {str(o.get("type")) for o in options if "type" in o}
+    return out
+
+
+def _as_json_value(value: Any, types: set[str]) -> Any:
+    """A CSV field (always text in Spark) as the JSON value an API client would send.
+
+    "20000" for an integer field becomes 20000, "1.5" for a number 1.5; text that is no such
+    number stays text, so the request model rejects it exactly as it would reject it in JSON.
+    """
+    if not isinstance(value, str) or "string" in types:
+        return value
+    text = value.strip()
+    if text == "" and "null" in types:
+        return None
+    try:
+        if "integer" in types:
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text else number
+        if "number" in types:
+            return float(text)
+    except ValueError:
+        return value
+    return value
+
+
+def json_row(row: dict[str, Any], types: dict[str, set[str]]) -> dict[str, Any]:
+    """`row` with NaN as None and text fields typed as JSON would carry them."""
+    return {k: _as_json_value(_clean(v), types.get(k, {"string"})) for k, v in row.items()}
+
+
 def typed_rows(batch: pd.DataFrame, request_model: Any, raw_columns: Sequence[str]) -> pd.DataFrame:
     """Raw rows as the API sees them: each row through `PredictRequest`, then `model_dump()`.
 
     Spark reads every CSV field as a string; the API receives JSON values. Passing both through
     the same pydantic model gives `build_features` the same typed values on both paths.
     """
+    types = json_types(request_model)
     records = [
-        request_model.model_validate({k: _clean(v) for k, v in row.items()}).model_dump()
+        request_model.model_validate(json_row(row, types)).model_dump()
         for row in batch[list(raw_columns)].to_dict("records")
     ]
     return pd.DataFrame.from_records(records, index=batch.index, columns=list(raw_columns))
@@ -73,10 +110,12 @@ def _clean(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and value != value) else value
 
 
-def row_problem(request_model: Any, row: dict[str, Any]) -> str | None:
+def row_problem(
+    request_model: Any, row: dict[str, Any], types: dict[str, set[str]] | None = None
+) -> str | None:
     """Why `row` breaks the contract's PredictRequest (first error, 'field: message'), or None."""
     try:
-        request_model.model_validate({k: _clean(v) for k, v in row.items()})
+        request_model.model_validate(json_row(row, types or json_types(request_model)))
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
         errors = getattr(exc, "errors", lambda: [])()
         if errors:
@@ -95,9 +134,10 @@ def make_row_checks(
 
     def row_checks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         request_model = importlib.import_module(contract_module).PredictRequest
+        types = json_types(request_model)
         for batch in batches:
             details = [
-                row_problem(request_model, row)
+                row_problem(request_model, row, types)
                 for row in batch[raw_columns].astype(object).to_dict("records")
             ]
             out = batch.copy()
