@@ -92,7 +92,8 @@ def _featurizer(feats: Any, kind: str, raw_columns: tuple[str, ...]) -> FeatureC
     columns = tuple(feats.FEATURE_COLUMNS)
     if kind == "text" and hasattr(feats, "featurize_texts"):
         # Column-wise fast path a text feature module may offer (same numbers, no DataFrame).
-        return feats.featurize_texts  # type: ignore[no-any-return]
+        fast: FeatureColumnsOf = feats.featurize_texts
+        return fast
 
     def featurize(items: Sequence[Any]) -> dict[str, list[Any]]:
         if kind == "text":

@@ -11,7 +11,7 @@ instead of being typed a second time.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -87,9 +87,11 @@ def _as_json_value(value: Any, types: set[str]) -> Any:
     return value
 
 
-def json_row(row: dict[str, Any], types: dict[str, set[str]]) -> dict[str, Any]:
+def json_row(row: Mapping[Any, Any], types: dict[str, set[str]]) -> dict[str, Any]:
     """`row` with NaN as None and text fields typed as JSON would carry them."""
-    return {k: _as_json_value(_clean(v), types.get(k, {"string"})) for k, v in row.items()}
+    return {
+        str(k): _as_json_value(_clean(v), types.get(str(k), {"string"})) for k, v in row.items()
+    }
 
 
 def typed_rows(batch: pd.DataFrame, request_model: Any, raw_columns: Sequence[str]) -> pd.DataFrame:
@@ -111,13 +113,13 @@ def _clean(value: Any) -> Any:
 
 
 def row_problem(
-    request_model: Any, row: dict[str, Any], types: dict[str, set[str]] | None = None
+    request_model: Any, row: Mapping[Any, Any], types: dict[str, set[str]] | None = None
 ) -> str | None:
     """Why `row` breaks the contract's PredictRequest (first error, 'field: message'), or None."""
     try:
         request_model.model_validate(json_row(row, types or json_types(request_model)))
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        errors = getattr(exc, "errors", lambda: [])()
+        errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
         if errors:
             first = errors[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "row"
