@@ -172,6 +172,8 @@ def write_tiny_use_case(folder: Path, extra_config: dict[str, str] | None = None
     (folder / "tiny_features.py").write_text(textwrap.dedent(FEATURES).lstrip())
     (folder / "tiny_contract.py").write_text(textwrap.dedent(CONTRACT).lstrip())
     (folder / "tiny_families.py").write_text(textwrap.dedent(FAMILIES).lstrip())
+    # The contract history serving checks a model's contract version against.
+    (folder / "fingerprints.yaml").write_text("tiny:\n  tiny-v1: 0439491dcd0a7b11\n")
     config = folder / "tiny_config"
     config.mkdir(exist_ok=True)
     (config / "search_spaces.yaml").write_text(textwrap.dedent(SEARCH_SPACES).lstrip())
