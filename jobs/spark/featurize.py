@@ -245,7 +245,9 @@ def featurize(
             F.col("outcome").alias("reason"),
             *details,
         )
-        keep = [row_id, *raw_columns, label, SPLIT]
+        # A raw column that is also a feature (an age used as is) is written once: the feature.
+        passthrough = [c for c in raw_columns if c not in set(feats.FEATURE_COLUMNS)]
+        keep = [row_id, *passthrough, label, SPLIT]
         kept = classified.filter(F.col("outcome") == KEPT).select(
             row_id, *raw_columns, label, split.alias(SPLIT)
         )
@@ -334,13 +336,14 @@ def read_features(
             f"--output {output_dir}` first"
         )
     frame = pd.read_parquet(path, engine="pyarrow")
-    columns = [row_id, *contract.RAW_COLUMNS, label, SPLIT, *feats.FEATURE_COLUMNS]
+    passthrough = [c for c in contract.RAW_COLUMNS if c not in set(feats.FEATURE_COLUMNS)]
+    columns = [row_id, *passthrough, label, SPLIT, *feats.FEATURE_COLUMNS]
     missing = [name for name in columns if name not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks columns {missing}; found {list(frame.columns)}")
     dtypes = {
         row_id: "object",
-        **dict.fromkeys(contract.RAW_COLUMNS, "object"),
+        **dict.fromkeys(passthrough, "object"),
         label: "int64",
         SPLIT: "object",
     }
