@@ -151,11 +151,26 @@ STATSD_EXPORTER_PORT = int(os.environ.get("DRIFTLOOP_STATSD_EXPORTER_PORT", "910
 OBSERVABILITY_PACKAGES = "apt-get install prometheus prometheus-pushgateway"
 
 
+PROMETHEUS_CONFIG = HOME / "prometheus" / "prometheus.yml"
+
+
+def write_prometheus_config() -> Path:
+    """deploy/prometheus/prometheus.yml with this stack's ports and the repo's rule files."""
+    source = REPO_ROOT / "deploy" / "prometheus"
+    text = (source / "prometheus.yml").read_text()
+    for default, port in ((8000, API_PORT), (9091, PUSHGATEWAY_PORT), (9102, STATSD_EXPORTER_PORT)):
+        text = text.replace(f'"127.0.0.1:{default}"', f'"127.0.0.1:{port}"')
+    text = text.replace("  - rules/*.yml", f"  - {source / 'rules'}/*.yml")
+    PROMETHEUS_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    PROMETHEUS_CONFIG.write_text(text)
+    return PROMETHEUS_CONFIG
+
+
 def observability_services() -> list[Service]:
     """Prometheus (+ the Airflow StatsD exporter) and the Pushgateway, where installed.
 
-    Prometheus reads deploy/prometheus/prometheus.yml, whose scrape targets are
-    this stack's default ports.
+    Prometheus reads deploy/prometheus/prometheus.yml rewritten for this
+    stack's ports (`write_prometheus_config`, run by `up`).
     """
     found: list[Service] = []
     gateway = shutil.which("prometheus-pushgateway")
@@ -197,7 +212,7 @@ def observability_services() -> list[Service]:
                 "prometheus",
                 [
                     prometheus,
-                    f"--config.file={REPO_ROOT / 'deploy' / 'prometheus' / 'prometheus.yml'}",
+                    f"--config.file={PROMETHEUS_CONFIG}",
                     f"--storage.tsdb.path={HOME / 'prometheus'}",
                     f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
                 ],
@@ -311,6 +326,7 @@ def up() -> None:
     print("starting the embedded stack (state in", HOME, ")")
     watching = observability_services()
     env.update(observability_env(watching))
+    write_prometheus_config()
     if len(watching) < 3:
         print(
             f"  metrics: Prometheus and/or the Pushgateway not installed ({OBSERVABILITY_PACKAGES})"

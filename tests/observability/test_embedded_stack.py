@@ -44,6 +44,10 @@ def test_up_starts_prometheus_pushgateway_and_exporter(
     env = stack.observability_env(watching)
     assert env["DRIFTLOOP_PUSHGATEWAY_URL"].endswith(str(stack.PUSHGATEWAY_PORT))
     assert env["AIRFLOW__METRICS__STATSD_PORT"] == str(stack.STATSD_PORT)
+    config = stack.write_prometheus_config().read_text()
+    assert f'"127.0.0.1:{stack.PUSHGATEWAY_PORT}"' in config
+    assert f'"127.0.0.1:{stack.STATSD_EXPORTER_PORT}"' in config
+    assert '"127.0.0.1:9091"' not in config
     try:
         for service in watching:
             stack.start(service, {**stack.stack_env(), **env})
@@ -63,6 +67,14 @@ def test_up_starts_prometheus_pushgateway_and_exporter(
 
         wait_until(lambda: bool(jobs()), "Prometheus to load its scrape jobs", 30)
         assert jobs() == {"driftloop-api", "pushgateway", "airflow"}
+
+        def exporter_scraped() -> bool:
+            up = json.loads(
+                http_get(f"{prometheus}/api/v1/query?query=up%7Bjob%3D%22airflow%22%7D")
+            )
+            return [r["value"][1] for r in up["data"]["result"]] == ["1"]
+
+        wait_until(exporter_scraped, "Prometheus to scrape the StatsD exporter", 30)
     finally:
         # Children of this process: signal and reap them here (`down` runs in
         # another process, where stop()'s liveness check sees them exit).
