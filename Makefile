@@ -1,4 +1,4 @@
-# driftloop — one machine, no Docker needed.  `make help` lists the targets.
+# driftloop — one machine, no Docker needed (the container stack is optional: deploy/docker/compose.mk).  `make help` lists the targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -15,7 +15,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 .PHONY: help setup hooks lock test test-fast lint format
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17 is required (Spark): install a JDK 17 and retry"; exit 1; }
@@ -41,6 +41,7 @@ hooks: $(STAMP)
 lock: ## re-resolve the pinned lock files from requirements/*.txt
 	$(UV) pip compile requirements/dev.txt -p 3.11 --no-header -q -o requirements/dev.lock
 	$(UV) pip compile requirements/serving.txt -p 3.11 --no-header -q -o requirements/serving.lock
+	$(UV) pip compile requirements/pipeline.txt -p 3.11 --no-header -q -c requirements/dev.lock -o requirements/pipeline.lock
 
 test: setup ## run the whole suite (skew, DAG, integration and e2e tests included)
 	$(PY) -m pytest
@@ -85,3 +86,5 @@ bench-drift: setup ## detection / false-alarm rates over replayed daily batches
 
 bench-serving: setup ## this API vs `mlflow models serve` on the same model version
 	$(PY) -m bench.serving_bench
+
+include deploy/docker/compose.mk
