@@ -42,7 +42,7 @@ images: setup $(ENV_FILE) $(if $(filter 1,$(STANDINS)),standins,) ## build drift
 	$(COMPOSE) build mlflow api
 
 compose-up: images ## start the whole platform in containers and wait until healthy
-	$(COMPOSE) up -d --wait
+	$(COMPOSE) up -d --wait --wait-timeout 1200
 	@$(COMPOSE) ps --format 'table {{.Service}}\t{{.Status}}\t{{.Ports}}'
 
 compose-demo: compose-up ## the demo through the container stack (Airflow REST, MLflow, api)

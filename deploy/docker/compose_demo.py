@@ -209,6 +209,8 @@ class AirflowClient:
                     else ti["task_id"]
                 )
                 state = ti.get("state") or "none"
+                if state == "none" and key not in seen:
+                    continue  # not scheduled yet: nothing to say
                 if seen.get(key) != state:
                     seen[key] = state
                     where = f" on {ti['hostname']}" if ti.get("hostname") else ""

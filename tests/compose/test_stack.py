@@ -170,7 +170,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
         started = time.monotonic()
         stack.compose(
-            "up", "-d", "--wait", "--scale", "airflow-worker=2", timeout=900, log=build_log
+            "up",
+            "-d",
+            "--wait",
+            "--wait-timeout",
+            "1200",
+            "--scale",
+            "airflow-worker=2",
+            timeout=1300,
+            log=build_log,
         )
         stack.figures["up_to_healthy_s"] = round(time.monotonic() - started, 1)
         yield stack
