@@ -21,6 +21,7 @@ import pandera.pandas as pa
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -45,6 +46,9 @@ SPLITS = ("train", "valid", "test")
 
 # Hard limits shared by ingestion (quarantine) and the API (422).
 MAX_TEXT_CHARS = 20_000
+# Most reviews one POST /predict/batch may carry (the document's maxItems); a server may
+# lower it (DRIFTLOOP_MAX_BATCH_REVIEWS, 413 above), never raise it.
+MAX_BATCH_REVIEWS = 100
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -133,6 +137,16 @@ class PredictResponse(BaseModel):
     )
 
 
+def _whole_number(value: Any) -> Any:
+    """2.0 is the JSON integer 2 (JSON Schema says so); 2.5, "2" and true stay invalid."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Label = Annotated[StrictInt, BeforeValidator(_whole_number)]
+
+
 def _require_non_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("text must contain at least one non-whitespace character")
@@ -154,7 +168,11 @@ class BatchPredictRequest(BaseModel):
     texts: list[ReviewText] = Field(
         ...,
         min_length=1,
-        description="Raw review texts. The server caps how many one request may carry (413 above).",
+        max_length=MAX_BATCH_REVIEWS,
+        description=(
+            f"Raw review texts, at most {MAX_BATCH_REVIEWS}; a server may cap it lower "
+            "(413 above its DRIFTLOOP_MAX_BATCH_REVIEWS)."
+        ),
         examples=[["Loved it!", "Two hours I will never get back."]],
     )
 
@@ -178,7 +196,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(..., min_length=1, max_length=200, description="From a prediction.")
-    label: StrictInt = Field(..., ge=0, le=1, description="0 = negative, 1 = positive")
+    label: Label = Field(..., ge=0, le=1, description="0 = negative, 1 = positive")
 
 
 class FeedbackResponse(BaseModel):

@@ -20,6 +20,10 @@ from core.usecases import DEFAULT_USE_CASE, get_use_case
 MAX_TEXT_CHARS: int = int(
     getattr(get_use_case(DEFAULT_USE_CASE).contract, "MAX_TEXT_CHARS", 20_000)
 )
+# Most reviews in one batch request: the contract's maxItems; a server may only lower it.
+MAX_BATCH_REVIEWS: int = int(
+    getattr(get_use_case(DEFAULT_USE_CASE).contract, "MAX_BATCH_REVIEWS", 100)
+)
 
 PREDICTION_LOG_URL_ENV = "DRIFTLOOP_PREDICTION_LOG_URL"
 
@@ -141,9 +145,11 @@ class ServingSettings(BaseSettings):
 
     # ---- limits and safety ---------------------------------------------------------
     max_batch_reviews: int = Field(
-        default=100,
+        default=MAX_BATCH_REVIEWS,
         ge=1,
-        description="Most reviews accepted by one POST /predict/batch (413 above).",
+        le=MAX_BATCH_REVIEWS,
+        description="Most reviews accepted by one POST /predict/batch (413 above); may tighten, "
+        "never loosen, the contract's maxItems.",
     )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."

@@ -226,5 +226,5 @@ def test_batch_endpoint_limits(champion_name: str, settings_for: Any) -> None:
 
 
 def test_return_features_matches_the_logged_feature_columns(served: TestClient) -> None:
-    response = served.post("/predict?return_features=1", json={"text": "Not BAD at all!!"})
+    response = served.post("/predict?return_features=true", json={"text": "Not BAD at all!!"})
     assert list(response.json()["features"]) == list(FEATURE_COLUMNS)
