@@ -7,6 +7,7 @@ Runs in throw-away git repositories that borrow this checkout's Makefile, config
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def _checkout_like(root: Path) -> Path:
     """A folder with the files `make hooks` and the hooks read, and a .venv link."""
     root.mkdir()
-    for name in ("Makefile", "pyproject.toml", ".pre-commit-config.yaml", "requirements/dev.lock"):
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    included = re.findall(r"^-?include\s+(\S+)", makefile, flags=re.MULTILINE)
+    names = ["Makefile", "pyproject.toml", ".pre-commit-config.yaml", "requirements/dev.lock"]
+    for name in [*names, *included]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, root / name)
         os.utime(root / name, (0, 0))  # older than the venv's stamp: make must not reinstall
