@@ -29,6 +29,7 @@ from serving.deps import AdminDep, HolderDep, ModelDep, RuntimeDep
 from serving.metrics import CONTENT_TYPE
 from serving.model import LoadedModel, ModelLoadError
 from serving.prediction_log import UnknownRequestError
+from serving.query import strict_bool
 from serving.ratelimit import RateLimiterUnavailableError, retry_after_header
 from serving.runtime import ServingRuntime
 from serving.schemas import ErrorDetail, Health, ModelInfo, Readiness, ReloadResult
@@ -58,7 +59,6 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(_DEFAULT.features.FEATURE_COLUMNS)
 
 router = APIRouter()
 
-_BOOLEANS = {"true": True, "false": False}
 
 _NO_MODEL: dict[int | str, dict[str, Any]] = {
     status.HTTP_503_SERVICE_UNAVAILABLE: {
@@ -130,29 +130,6 @@ async def _rate_limit(runtime: ServingRuntime, request: Request, route: str, cos
         )
 
 
-def _strict_bool(request: Request, name: str) -> bool:
-    """A boolean query parameter as the document types it: `true` or `false`, given once.
-
-    One policy for every query parameter and body field: what the OpenAPI document calls
-    invalid is a 422, so a client never relies on a spelling another server would refuse.
-    """
-    values = request.query_params.getlist(name)
-    if not values:
-        return False
-    if len(values) > 1 or values[0] not in _BOOLEANS:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "bool_parsing",
-                    "loc": ("query", name),
-                    "msg": "Input should be true or false, given once",
-                    "input": values if len(values) > 1 else values[0],
-                }
-            ]
-        )
-    return _BOOLEANS[values[0]]
-
-
 def _json(payload: dict[str, Any], status_code: int = 200) -> Response:
     return Response(
         json.dumps(payload, ensure_ascii=False).encode(),
@@ -214,7 +191,7 @@ async def predict(request: Request) -> Response:
     The body is parsed here with the contract model (what FastAPI would do,
     without its per-request dependency resolution).
     """
-    return_features = _strict_bool(request, "return_features")
+    return_features = strict_bool(request, "return_features")
     runtime: ServingRuntime = request.app.state.runtime
     settings = runtime.settings
     try:

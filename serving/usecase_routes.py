@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from serving.batching import MicroBatcher, Scored
 from serving.model import ModelHolder
 from serving.prediction_log import PredictionLog
+from serving.query import strict_bool
 from serving.schemas import ErrorDetail, ModelInfo
 from serving.usecase import ServedUseCase
 
@@ -225,6 +226,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
         name=f"{name}_predict",
     )
     async def predict(request: Request) -> Response:
+        return_features = strict_bool(request, "return_features")
         rt: UseCaseRuntime = request.app.state.use_cases[name]
         try:
             body = rt.use_case.request_model.model_validate_json(await request.body())
@@ -240,7 +242,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
             batch=False,
         )
         payload = predictions[0]
-        if request.query_params.get("return_features", "").lower() in {"1", "true", "yes"}:
+        if return_features:
             payload["features"] = dict(
                 zip(rt.use_case.feature_columns, scored.feature_rows[0], strict=True)
             )
