@@ -127,7 +127,7 @@ def _child_run(
     """(run id, resumed): the study's earlier child run when it can be reopened, else a new one."""
     mlflow_client = mlflow_utils.client()
     previous = study.user_attrs.get("mlflow_run_id")
-    if _resumable_run(previous, parent_run_id):
+    if previous and _resumable_run(previous, parent_run_id):
         mlflow_client.update_run(previous, status="RUNNING")
         return previous, True
     tags = {"driftloop.run_kind": "tune", "model_family": family}
@@ -196,7 +196,7 @@ def _save_plots(
                 log.warning("plot %s unavailable for %s: %s", name, study.study_name, exc)
                 continue
             ax.set_ylabel(f"valid {metric}")
-            fig = ax.figure
+            fig: Any = ax.figure  # the top-level Figure here (pandas/optuna draw no subfigures)
             fig.set_size_inches(9, 5)
             paths.append(folder / f"{name}.png")
             fig.savefig(paths[-1], dpi=90, bbox_inches="tight")  # the legend sits outside
@@ -239,6 +239,7 @@ def _log_study(
     tags: list[RunTag] = []
     if counts["complete"]:
         best = study.best_trial
+        assert best.value is not None  # a complete single-objective trial has its value
         metrics.append(Metric(f"best_valid_{config.metric}", float(best.value), now, 0))
         metrics += [
             Metric(f"best_valid_{k}", float(v), now, 0)

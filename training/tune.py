@@ -272,6 +272,7 @@ def tune_family(
     mlflow_utils.client().set_terminated(run_id, status="FINISHED")
 
     best = study.best_trial
+    assert best.value is not None  # at least one trial completed (checked above)
     result = {
         "family": family,
         "study_name": study_name,
@@ -303,7 +304,7 @@ def _nothing_complete(study: optuna.Study, counts: dict[str, int]) -> str:
 
 
 def _rank_key(result: dict[str, Any], lower_is_better: bool) -> tuple[Any, ...]:
-    value = result.get("best_value")
+    value: Any = result.get("best_value")
     usable = isinstance(value, int | float) and math.isfinite(value)
     score = (value if lower_is_better else -value) if usable else math.inf
     return (not usable, score, str(result["family"]), str(result.get("study_name", "")))
@@ -349,7 +350,8 @@ def select_best(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _log_leaderboard(run_id: str, leaderboard: list[dict[str, Any]]) -> None:
     mlflow_client = mlflow_utils.client()
-    mlflow_client.log_dict(run_id, leaderboard, "leaderboard/leaderboard.json")
+    # log_dict writes any JSON value; its annotation says dict.
+    mlflow_client.log_dict(run_id, leaderboard, "leaderboard/leaderboard.json")  # type: ignore[arg-type]
     flat = pd.DataFrame(
         [{k: v for k, v in row.items() if k != "best_params"} for row in leaderboard]
     )

@@ -125,8 +125,9 @@ class Dimension:
         if self.type == "float":
             return trial.suggest_float(self.name, self.low, self.high, log=self.log)
         if self.type == "int":
+            low, high = self._bounds()
             return trial.suggest_int(
-                self.name, int(self.low), int(self.high), step=self.step or 1, log=self.log
+                self.name, int(low), int(high), step=self.step or 1, log=self.log
             )
         return trial.suggest_categorical(self.name, list(self.choices))
 
@@ -136,7 +137,13 @@ class Dimension:
             return value in self.choices
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        return float(self.low) <= float(value) <= float(self.high)
+        low, high = self._bounds()
+        return float(low) <= float(value) <= float(high)
+
+    def _bounds(self) -> tuple[float, float]:
+        if self.low is None or self.high is None:
+            raise ZooError(f"dimension {self.name!r} ({self.type}) needs low and high")
+        return self.low, self.high
 
 
 @dataclass(frozen=True)
