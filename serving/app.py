@@ -168,6 +168,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             name="driftloop-model-loader",
         )
         loaders = [loader]
+        # A use case that may never be trained on this deployment (no champion yet) is looked up
+        # at the alias-poll pace, not every few seconds, so its absence does not flood the log.
+        extra_retry = max(settings.load_retry_seconds, settings.reload_interval_seconds)
         for name, rt in extra.items():
             loaders.append(
                 asyncio.create_task(
@@ -175,7 +178,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                         rt.holder,
                         rt.use_case.model_name,
                         settings.model_alias,
-                        retry_seconds=settings.load_retry_seconds,
+                        retry_seconds=extra_retry,
                         reload_seconds=settings.reload_interval_seconds,
                         first_attempt_done=asyncio.Event(),
                     ),

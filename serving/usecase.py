@@ -106,9 +106,18 @@ def _featurizer(feats: Any, kind: str, raw_columns: tuple[str, ...]) -> FeatureC
     return featurize
 
 
-@lru_cache(maxsize=16)
 def served_use_case(name: str = DEFAULT_USE_CASE) -> ServedUseCase:
-    """The ServedUseCase of a registered use case (cached per process)."""
+    """The ServedUseCase of a registered use case as registered now (cached per registry entry).
+
+    The cache key holds the registry file and the model name, so an environment that changes
+    them (another extra registry, DRIFTLOOP_MODEL_NAME_<NAME>) gets a fresh description.
+    """
+    uc = get_use_case(name)
+    return _served(name, str(uc.registry_file), uc.model_name)
+
+
+@lru_cache(maxsize=32)
+def _served(name: str, registry_file: str, model_name: str) -> ServedUseCase:
     uc = get_use_case(name)
     feats, contract = uc.features, uc.contract
     raw_columns = tuple(contract.RAW_COLUMNS)
@@ -123,7 +132,7 @@ def served_use_case(name: str = DEFAULT_USE_CASE) -> ServedUseCase:
     return ServedUseCase(
         name=name,
         kind=uc.kind,
-        model_name=uc.model_name,
+        model_name=model_name,
         contract_version=contract.FEATURE_CONTRACT_VERSION,
         raw_columns=raw_columns,
         feature_columns=tuple(feats.FEATURE_COLUMNS),

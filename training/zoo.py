@@ -83,9 +83,13 @@ class FeatureLayout:
     categorical: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=16)
 def layout_for(use_case: str = DEFAULT_USE_CASE) -> FeatureLayout:
     """The FeatureLayout of a registered use case, from its FEATURE_COLUMNS / FEATURE_DTYPES."""
+    return _layout_for(use_case, str(get_use_case(use_case).registry_file))
+
+
+@lru_cache(maxsize=16)
+def _layout_for(use_case: str, registry_file: str) -> FeatureLayout:
     uc = get_use_case(use_case)
     columns, dtypes = uc.features.FEATURE_COLUMNS, uc.features.FEATURE_DTYPES
     strings = tuple(c for c in columns if str(dtypes[c]) in TEXT_DTYPES)
