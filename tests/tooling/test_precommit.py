@@ -74,9 +74,9 @@ def test_hook_installed_and_blocks_unformatted_code(tmp_path: Path) -> None:
     assert hook.exists() and "pre-commit" in hook.read_text()
 
     (root / ".gitignore").write_text(".venv\n")
-    (root / "core").mkdir()
-    (root / "core" / "__init__.py").write_text("")
-    bad = root / "core" / "numbers.py"
+    (root / "monitoring").mkdir()
+    (root / "monitoring" / "__init__.py").write_text("")
+    bad = root / "monitoring" / "numbers.py"
     bad.write_text("def double(x: int) -> int:\n    return x*2\n")
     _run(["git", "add", "-A"], root, env)
     refused = _run(["git", "commit", "-q", "-m", "unformatted"], root, env)
