@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.credit import (
     AGE,
@@ -46,8 +46,8 @@ from features.credit import (
 )
 
 USE_CASE = "credit"
-FEATURE_CONTRACT_VERSION = "credit-v1"
-FEATURE_FINGERPRINT = "967ad4839149331e"
+FEATURE_CONTRACT_VERSION = "credit-v2"
+FEATURE_FINGERPRINT = "414a6938e4e217b2"
 
 RAW_LABEL = "label"
 ROW_ID = "client_id"
@@ -272,9 +272,12 @@ def row_reasons(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def _request_field(spec: RawField) -> tuple[Any, Any]:
+    # Lax int/float on purpose: the Spark job validates CSV cells (strings such as "2" or
+    # "2e+05") with this same model, so both paths give build_features the same typed values.
+    # 2.5 or "two" are still refused.
     if spec.codes:
         return (
-            StrictInt,
+            int,
             Field(
                 ...,
                 ge=min(spec.codes),
@@ -288,7 +291,7 @@ def _request_field(spec: RawField) -> tuple[Any, Any]:
     description = f"{spec.description} Range {spec.describe_range()}."
     if spec.integer:
         return (
-            StrictInt,
+            int,
             Field(..., ge=int(low), le=int(high), description=description, examples=[spec.example]),
         )
     return (

@@ -39,7 +39,8 @@ Missing or non-numeric cells become NaN and stay NaN through the ratios
 A zero or negative limit gives NaN utilisation, a non-positive bill means
 nothing was due, so that month's payment ratio is 1.0 (nothing left unpaid).
 Stateful transforms (scaling, binning, imputation) belong to the model
-pipeline, not here.
+pipeline, not here. No feature reuses a raw column's name (`credit_limit`, not
+`limit_bal`): the Spark job writes the raw columns beside the features.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ EDUCATION_LEVELS = ("graduate", "university", "high_school", "other")
 MARRIAGE_LEVELS = ("married", "single", "other")
 
 FEATURE_DTYPES: dict[str, str] = {
-    "limit_bal": "float64",
-    "age": "float64",
+    "credit_limit": "float64",
+    "age_years": "float64",
     "sex_female": "int64",
     **{f"edu_{level}": "int64" for level in EDUCATION_LEVELS},
     **{f"marriage_{level}": "int64" for level in MARRIAGE_LEVELS},
@@ -296,8 +297,8 @@ def build_features(df: pd.DataFrame) -> pd.DataFrame:
     bills = _matrix(df, BILL_AMT)
     payments = _matrix(df, PAY_AMT)
     columns: dict[str, np.ndarray] = {
-        "limit_bal": limit,
-        "age": _numeric(df, AGE),
+        "credit_limit": limit,
+        "age_years": _numeric(df, AGE),
         "sex_female": (sex == 2).astype("int64"),
     }
     columns.update(

@@ -157,7 +157,7 @@ def test_status_outside_the_codebook_is_unknown_not_a_delay() -> None:
 
 def test_nan_strings_and_inf_give_a_row_with_nan_where_unknown() -> None:
     row = one(limit_bal="abc", age=None, bill_amt_2=float("nan"), pay_amt_1=float("inf"))
-    assert math.isnan(row["limit_bal"]) and math.isnan(row["age"])
+    assert math.isnan(row["credit_limit"]) and math.isnan(row["age_years"])
     assert math.isnan(row["util_m1"])
     assert math.isnan(row["pay_ratio_m1"])  # both the payment and its statement are unknown
     assert not math.isnan(row["pay_ratio_mean"])  # the other months are known
@@ -181,6 +181,11 @@ def test_no_infinite_values_on_hostile_rows() -> None:
     )
     values = build_features(df).to_numpy(dtype="float64")
     assert not np.isinf(values).any()
+
+
+def test_no_feature_reuses_a_raw_column_name() -> None:
+    # The Spark job writes raw columns and features side by side.
+    assert not set(FEATURE_COLUMNS) & set(RAW_COLUMNS)
 
 
 def test_extra_columns_are_ignored_and_input_not_modified() -> None:
@@ -228,9 +233,9 @@ def test_synthetic_clients_are_seeded_and_informative() -> None:
 def test_synthetic_shift_moves_towards_young_high_utilisation_clients() -> None:
     base = build_features(generate(2000, seed=1).rename(columns=_uci_to_canonical()))
     shifted = build_features(generate(2000, seed=1, shift=1.0).rename(columns=_uci_to_canonical()))
-    assert shifted["age"].mean() < base["age"].mean() - 5
+    assert shifted["age_years"].mean() < base["age_years"].mean() - 5
     assert shifted["util_mean"].mean() > base["util_mean"].mean()
-    assert shifted["limit_bal"].median() < base["limit_bal"].median()
+    assert shifted["credit_limit"].median() < base["credit_limit"].median()
 
 
 BILL_AMT_UCI = tuple(f"BILL_AMT{m}" for m in range(1, 7))
