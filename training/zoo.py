@@ -59,7 +59,11 @@ FEATURES_STEP = "features"
 CLASSIFIER_STEP = "classifier"
 # Top-level packages a logged model may reference; anything else (this
 # project's packages above all) would break loading in the serving process.
-SERVABLE_PACKAGES = frozenset({"sklearn", "numpy", "scipy", "builtins", "collections", "copyreg"})
+SERVABLE_PACKAGES = frozenset(
+    # lightgbm (a tabular family; in the serving requirements) keeps its native handle in a
+    # ctypes pointer, which pickling drops and loading recreates.
+    {"sklearn", "numpy", "scipy", "builtins", "collections", "copyreg", "lightgbm", "ctypes"}
+)
 DIMENSION_TYPES = ("float", "int", "categorical")
 NUMERIC_SCALINGS = ("standard", "minmax", "raw")
 
