@@ -78,8 +78,8 @@ status: ## show which services run and are healthy
 .PHONY: bench bench-quality bench-drift bench-serving
 bench: bench-serving bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json)
 
-bench-quality: setup ## model search on IMDB (aclImdb split) vs the published table
-	$(PY) -m bench.quality_bench
+bench-quality: setup ## model search quality: IMDB vs the published table; USE_CASE=credit: UCI credit default
+	$(if $(filter credit,$(USE_CASE)),$(PY) -m bench.quality_credit,$(PY) -m bench.quality_bench)
 
 bench-drift: setup ## detection / false-alarm rates over replayed daily batches
 	$(PY) -m bench.drift_bench
