@@ -15,7 +15,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 .PHONY: help setup hooks lock test test-fast lint format
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17 is required (Spark): install a JDK 17 and retry"; exit 1; }
@@ -88,3 +88,4 @@ bench-serving: setup ## this API vs `mlflow models serve` on the same model vers
 	$(PY) -m bench.serving_bench
 
 include deploy/docker/compose.mk
+include deploy/k8s/k8s.mk

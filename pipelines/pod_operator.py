@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import textwrap
+import types
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
@@ -42,14 +43,58 @@ TMP_VOLUME = "tmp"
 CONTEXT_KEYS = ("run_id", "logical_date", "data_interval_start", "data_interval_end", "ds")
 
 
+RUNTIME_NAMES = frozenset({"get_current_context", "Any"})  # defined by pipelines.pod_runtime
+
+
 def function_source(func: Callable[..., Any]) -> str:
-    """The function's own source without its decorators, ready to ``exec`` in the pod."""
+    """A function's own source without its decorators, ready to ``exec`` in the pod."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
     node = tree.body[0]
     if not isinstance(node, ast.FunctionDef):
         raise TypeError(f"{func.__qualname__} is not a plain function; pods run plain functions")
     node.decorator_list = []
     return ast.unparse(node) + "\n"
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def shipped_source(func: Callable[..., Any]) -> str:
+    """The task function plus what it uses from its DAG file, as one pod-runnable module.
+
+    Helpers defined in the DAG file travel as source (recursively); modules and
+    objects imported there become import lines (the pipeline image has the same
+    packages). ``get_current_context`` is left to the pod runtime.
+    """
+    imports: list[str] = []
+    helpers: list[str] = []
+    seen: set[str] = set(RUNTIME_NAMES)
+
+    def visit(function: Callable[..., Any]) -> None:
+        for name in sorted(_global_names(function.__code__) - seen):
+            if name not in function.__globals__:
+                continue  # a builtin, an attribute name or a local import
+            seen.add(name)
+            value = function.__globals__[name]
+            module = getattr(value, "__module__", None)
+            qualname = getattr(value, "__qualname__", "")
+            if inspect.ismodule(value):
+                imports.append(f"import {value.__name__} as {name}")
+            elif inspect.isfunction(value) and module == func.__module__:
+                visit(value)
+                helpers.append(function_source(value))
+            elif module and module != func.__module__ and qualname and "." not in qualname:
+                imports.append(f"from {module} import {qualname} as {name}")
+            # anything else (a DAG-file constant) stays behind: a NameError in the pod says so
+
+    visit(func)
+    parts = ["\n".join(imports)] if imports else []
+    return "\n\n".join([*parts, *helpers, function_source(func)])
 
 
 def _jsonable(value: Any) -> Any:
@@ -100,7 +145,7 @@ class PodTaskOperator(DecoratedOperator, KubernetesPodOperator):
             ) from exc
         return [
             k8s.V1EnvVar(name=ENV_FUNCTION, value=self.python_callable.__name__),
-            k8s.V1EnvVar(name=ENV_SOURCE, value=function_source(self.python_callable)),
+            k8s.V1EnvVar(name=ENV_SOURCE, value=shipped_source(self.python_callable)),
             k8s.V1EnvVar(name=ENV_ARGS, value=encoded_args),
             k8s.V1EnvVar(name=ENV_CONTEXT, value=json.dumps(task_context_payload(context))),
         ]
@@ -111,16 +156,29 @@ class PodTaskOperator(DecoratedOperator, KubernetesPodOperator):
         self.env_vars = [*base, *self.payload_env(context)]
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
-    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        """Also keep the pod this task instance submits as a rendered field (shown in the UI)."""
-        super().render_template_fields(context, jinja_env)
-        self.pod_spec = pod_manifest_yaml(self.build_pod_request_obj(context, dry_run=True))
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Any,
+        context: Any,
+        jinja_env: Any,
+        seen_oids: set[int],
+    ) -> None:
+        """Also keep the pod this task instance submits as a rendered field (shown in the UI).
+
+        Hooked here, not in ``render_template_fields``: a mapped task (``tune``)
+        is rendered through this method on its unmapped operator.
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            self.pod_spec = pod_manifest_yaml(self.build_pod_request_obj(context, dry_run=True))
 
     def execute(self, context: Any) -> Any:
         if os.environ.get(ENV_BACKEND) == "docker":
-            from pipelines.docker_pod import run_pod  # type: ignore[import-untyped]
+            from pipelines.docker_pod import run_pod
 
-            pod = self.build_pod_request_obj(context)
+            # No API server to ask whether we run in a cluster: the rest of the pod is identical.
+            pod = self.build_pod_request_obj(context, dry_run=True)
             return run_pod(pod, log=self.log)
         return super().execute(context)
 

@@ -95,8 +95,10 @@ def test_pod_env_carries_task_payload_and_settings(bag, pods, key) -> None:
     env = env_of(pods[key])
     assert env["DRIFTLOOP_HOME"] == "/var/lib/driftloop"
     assert env["DRIFTLOOP_TASK_FUNCTION"] == key[1]
-    assert env["DRIFTLOOP_TASK_SOURCE"].startswith(f"def {key[1]}(")
-    assert "@heavy_task" not in env["DRIFTLOOP_TASK_SOURCE"]
+    source = env["DRIFTLOOP_TASK_SOURCE"]
+    assert f"\ndef {key[1]}(" in f"\n{source}"
+    assert "@heavy_task" not in source
+    compile(source, key[1], "exec")
     sample = SAMPLE_ARGS[key]
     args = json.loads(env["DRIFTLOOP_TASK_ARGS"])
     assert args["args"] == sample.get("args", [])
@@ -197,3 +199,25 @@ def test_pod_meets_restricted_pod_security(pods, key) -> None:
     from tests.k8s.podspecs import restricted_violations
 
     assert restricted_violations(pods[key]["spec"]) == []
+
+
+def test_pod_carries_the_dag_file_helpers_its_task_calls(bag) -> None:
+    """A task calling a helper defined in its DAG file gets the helper's source in the pod."""
+    import inspect
+
+    from pipelines.pod_operator import shipped_source
+
+    for key in SAMPLE_ARGS:
+        task = bag.dags[key[0]].get_task(key[1])
+        func = task.python_callable
+        module = inspect.getmodule(func)
+        helpers = {
+            name
+            for name in func.__code__.co_names
+            if inspect.isfunction(getattr(module, name, None))
+            and getattr(module, name).__module__ == func.__module__
+        }
+        source = shipped_source(func)
+        for helper in helpers:
+            assert f"def {helper}(" in source, (key, helper)
+        assert "get_current_context =" not in source and "import get_current_context" not in source
