@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +32,10 @@ PORTS = {
     "DRIFTLOOP_AIRFLOW_PORT": "18080",
     "DRIFTLOOP_MLFLOW_PORT": "15000",
     "DRIFTLOOP_API_PORT": "18000",
+    "DRIFTLOOP_PROMETHEUS_PORT": "19090",
+    "DRIFTLOOP_PUSHGATEWAY_PORT": "19091",
+    "DRIFTLOOP_STATSD_PORT": "19125",
+    "DRIFTLOOP_STATSD_EXPORTER_PORT": "19102",
 }
 SEARCH = {"families": ["logreg", "naive_bayes"], "n_trials": 3, "family_timeout_s": 120}
 AIRFLOW = f"http://127.0.0.1:{PORTS['DRIFTLOOP_AIRFLOW_PORT']}"
@@ -128,3 +134,26 @@ def test_drift_check_triggers_a_successful_retrain(stack) -> None:
     assert len(retrains) == 1, runs
     assert retrains[0]["conf"]["data_path"] == str(new_data)
     assert _wait_run("training_pipeline", retrains[0]["dag_run_id"]) == "success"
+
+    # Where the Pushgateway is installed, `up` started it and the DAG runs pushed to it.
+    if shutil.which("prometheus-pushgateway"):
+        gateway = f"http://127.0.0.1:{PORTS['DRIFTLOOP_PUSHGATEWAY_PORT']}/metrics"
+        with urllib.request.urlopen(gateway, timeout=10) as response:
+            pushed = response.read().decode()
+        drifted = r'^driftloop_drift_decision\{decision="drift",[^}]*use_case="reviews"\} 1$'
+        assert re.search(drifted, pushed, flags=re.MULTILINE), pushed[:3000]
+        assert re.search(r"^driftloop_retrain_triggered\{[^}]*\} 1$", pushed, flags=re.MULTILINE)
+        assert "driftloop_gate_promoted{" in pushed
+        assert "driftloop_training_rows_written{" in pushed
+
+    # ... and Prometheus scraped the API, the gateway and Airflow's StatsD metrics.
+    if shutil.which("prometheus"):
+        prometheus = f"http://127.0.0.1:{PORTS['DRIFTLOOP_PROMETHEUS_PORT']}/api/v1/query?query="
+        for expr in (
+            'up{job="driftloop-api"} == 1',
+            'driftloop_drift_decision{decision="drift"} == 1',
+            'airflow_dagrun_duration_seconds_count{dag_id="training_pipeline",state="success"} > 0',
+            "airflow_scheduler_heartbeat_total > 0",
+        ):
+            with urllib.request.urlopen(prometheus + urllib.parse.quote(expr), timeout=10) as r:
+                assert json.loads(r.read())["data"]["result"], expr
