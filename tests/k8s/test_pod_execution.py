@@ -1,8 +1,8 @@
 """Task pods executed: the rendered pod's container runs under ``docker run``.
 
 Needs a Docker engine and a fresh pipeline image (``make images``): these tests
-run in ``make test-k8s-pods`` (DRIFTLOOP_REQUIRE_DOCKER=1, CI runs it after the
-compose test), where a missing engine or image fails; ``make test`` skips them.
+run in ``make test-k8s-pods`` (DRIFTLOOP_REQUIRE_DOCKER=1), where a missing
+engine or image fails; ``make test`` skips them.
 
 The pods are the ones kubernetes mode submits (built by the provider from the
 DAGs), run with their image, command, env, user and resource limits; the XCom
