@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot set-up of the Airflow deployment, run by the `airflow-init` service
 # before any other Airflow component starts (they wait for it to succeed):
-# migrate the metadata database, then write the admin's login for the
+# migrate the metadata database, create the Optuna schema, then write the admin's login for the
 # SimpleAuthManager from AIRFLOW_ADMIN_USER / AIRFLOW_ADMIN_PASSWORD (the env
 # file). Re-running it is safe and applies a changed password.
 set -euo pipefail
@@ -10,6 +10,13 @@ set -euo pipefail
 
 echo "airflow-init: migrating the metadata database"
 airflow db migrate
+
+# Parallel `tune` tasks would otherwise race to create Optuna's tables in a
+# fresh database (one of them fails on a duplicate type and burns a retry).
+if [[ -n "${DRIFTLOOP_OPTUNA_STORAGE:-}" ]]; then
+    echo "airflow-init: creating the Optuna schema"
+    python -c 'import os, optuna; optuna.storages.RDBStorage(os.environ["DRIFTLOOP_OPTUNA_STORAGE"])'
+fi
 
 echo "airflow-init: writing the login of ${AIRFLOW_ADMIN_USER:-admin}"
 python - <<'PY'

@@ -255,8 +255,17 @@ def demo_conf(families: list[str] | None, n_trials: int | None, rows: int | None
     return conf
 
 
-def run_demo(endpoints: Endpoints, conf: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Train through Airflow, then predict through the API; returns figures for the caller."""
+def run_demo(
+    endpoints: Endpoints,
+    conf: dict[str, Any],
+    timeout: float,
+    on_poll: Callable[[str, list[dict[str, Any]]], None] | None = None,
+) -> dict[str, Any]:
+    """Train through Airflow, then predict through the API; returns figures for the caller.
+
+    `on_poll(run_id, task_instances)` is called on every poll of the run (tests
+    inject faults there).
+    """
     started = time.monotonic()
     airflow = AirflowClient(endpoints.airflow, endpoints.user, endpoints.password)
     airflow.login()
@@ -265,7 +274,12 @@ def run_demo(endpoints: Endpoints, conf: dict[str, Any], timeout: float) -> dict
     run_id = f"compose_demo__{time.strftime('%Y%m%dT%H%M%S')}"
     airflow.trigger("training_pipeline", conf, run_id)
     print(f"triggered training_pipeline: run {run_id}")
-    state = airflow.wait_for_run("training_pipeline", run_id, timeout=timeout)
+    state = airflow.wait_for_run(
+        "training_pipeline",
+        run_id,
+        timeout=timeout,
+        on_poll=None if on_poll is None else (lambda tasks: on_poll(run_id, tasks)),
+    )
     if state != "success":
         raise DemoError(
             f"training_pipeline run {run_id} ended {state}: task logs in the Airflow UI at "
