@@ -41,6 +41,7 @@ WORKDIR /opt/driftloop
 COPY airflow/dags/ airflow/dags/
 COPY contracts/ contracts/
 COPY core/ core/
+COPY explain/ explain/
 COPY features/ features/
 COPY great_expectations/ great_expectations/
 COPY ingestion/ ingestion/
@@ -50,6 +51,7 @@ COPY pipelines/ pipelines/
 COPY serving/ serving/
 COPY synthetic/ synthetic/
 COPY training/ training/
+COPY usecases/ usecases/
 COPY deploy/docker/pipeline-entrypoint.sh /usr/local/bin/driftloop-entrypoint
 COPY deploy/docker/airflow-init.sh /usr/local/bin/driftloop-airflow-init
 ARG GIT_COMMIT=""

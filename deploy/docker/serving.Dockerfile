@@ -32,8 +32,13 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /opt/driftloop
 COPY contracts/ contracts/
 COPY core/ core/
+COPY explain/ explain/
 COPY features/ features/
 COPY serving/ serving/
+COPY usecases/ usecases/
+# The use-case registry (core/usecases.yaml) names these files; serving reads only YAML there.
+COPY training/config/ training/config/
+COPY monitoring/config/ monitoring/config/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/driftloop \
     PYTHONUNBUFFERED=1 \
