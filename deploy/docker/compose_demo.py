@@ -244,6 +244,19 @@ def wait_model_ready(api_url: str, timeout: float = 300) -> dict[str, Any]:
     )
 
 
+def predict_when_loaded(api_url: str, text: str, timeout: float = 120) -> dict[str, Any]:
+    """POST /predict, retrying 503s: each uvicorn worker loads the champion on its own,
+    so one worker can answer /ready while the other is still loading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return dict(http_json("POST", f"{api_url}/predict", {"text": text}))
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
 def demo_conf(families: list[str] | None, n_trials: int | None, rows: int | None) -> dict[str, Any]:
     conf: dict[str, Any] = {"data_path": "", "source": "synthetic", "reason": "compose demo"}
     if families:
@@ -290,7 +303,7 @@ def run_demo(
     print()
     answers = []
     for text in SAMPLES:
-        answer = http_json("POST", f"{endpoints.api}/predict", {"text": text})
+        answer = predict_when_loaded(endpoints.api, text)
         answers.append(answer)
         print(f"  POST /predict {text!r}")
         print(
