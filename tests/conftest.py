@@ -80,3 +80,20 @@ def airflow_db() -> Path:
         capture_output=True,
     )
     return _AIRFLOW_HOME
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the embedded stack run last: it starts once and never idles through the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory):
+    """Airflow standalone + MLflow server + API on spare ports, shared by every e2e test."""
+    from tests.stack import start_stack, stop_stack
+
+    stack = start_stack(tmp_path_factory.mktemp("stack-home"))
+    try:
+        yield stack
+    finally:
+        print(stop_stack(stack))

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -282,11 +283,25 @@ def _restore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _port_taken(url: str) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((parsed.hostname or "127.0.0.1", parsed.port or 80)) == 0
+
+
 def start(service: Service, env: dict[str, str]) -> int:
     pid = _read_pid(service)
     if pid is not None:
         print(f"  {service.name}: already running (pid {pid})")
         return pid
+    if _port_taken(service.health_url):
+        # Something this stack did not start answers there: never mistake it for ours.
+        raise StackError(
+            f"{service.name}: {service.health_url} is already taken by a process this stack "
+            f"did not start (state in {HOME}); stop it or pick another port with "
+            "DRIFTLOOP_AIRFLOW_PORT / DRIFTLOOP_MLFLOW_PORT / DRIFTLOOP_API_PORT"
+        )
     service.log_file.parent.mkdir(parents=True, exist_ok=True)
     service.pid_file.parent.mkdir(parents=True, exist_ok=True)
     log = service.log_file.open("ab")
@@ -332,8 +347,12 @@ def up() -> None:
             f"  metrics: Prometheus and/or the Pushgateway not installed ({OBSERVABILITY_PACKAGES})"
         )
     todo = all_services()
-    for service in todo:
-        start(service, env)
+    try:
+        for service in todo:
+            start(service, env)
+    except StackError:
+        down()
+        raise
     for service in todo:
         wait_healthy(service)
 
