@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -81,6 +82,23 @@ class RunningStack:
             time.sleep(5)
         raise AssertionError(f"{dag_id} {run_id} still running after {timeout} s")
 
+    def wait_dags(self, dag_ids: tuple[str, ...], timeout: float = 240) -> None:
+        """The DAG processor parses a fresh DAG folder a little after Airflow is healthy."""
+        deadline = time.monotonic() + timeout
+        missing = list(dag_ids)
+        while missing and time.monotonic() < deadline:
+            for dag_id in list(missing):
+                try:
+                    call("GET", f"{self.airflow}/api/v2/dags/{dag_id}")
+                    missing.remove(dag_id)
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 404:
+                        raise
+            if missing:
+                time.sleep(3)
+        if missing:
+            raise RuntimeError(f"Airflow has not parsed {missing} after {timeout:.0f} s")
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         """A task's log as text, one event per line (REST API, JSON log format)."""
         url = f"{self.run_url(dag_id, run_id)}/taskInstances/{task_id}/logs/{try_number}"
@@ -101,6 +119,11 @@ def start_stack(home: Path, **extra_env: str) -> RunningStack:
     if started.returncode != 0:
         stack.run("down", timeout=300)
         raise RuntimeError(f"the embedded stack did not start:\n{started.stdout}{started.stderr}")
+    try:
+        stack.wait_dags(("training_pipeline", "drift_check"))
+    except BaseException:
+        stack.run("down", timeout=300)
+        raise
     return stack
 
 

@@ -33,8 +33,8 @@ def _finished(stack: RunningStack, page, shot, dag_id: str, run_id: str) -> dict
     """Wait for the run (REST), show its page, return the run as the REST API reports it."""
     state = stack.wait_run(dag_id, run_id)
     page.goto(f"{stack.airflow}/dags/{dag_id}/runs/{run_id}")
-    page.get_by_text(run_id).first.wait_for()
-    time.sleep(2)  # let the grid draw the final task states
+    page.wait_for_load_state("domcontentloaded")
+    time.sleep(3)  # let the grid draw the final task states
     shot(f"run-{state}")
     run = call("GET", stack.run_url(dag_id, run_id))
     assert state == "success", f"{dag_id} run {run_id} ended {state}; conf {run['conf']}"
