@@ -532,7 +532,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             reload_seconds = seconds_between(new.tags.get("promoted_at"), model_info()["loaded_at"])
             print(
                 f"  API hot-reloaded v{new.version}: loaded {_fmt(reload_seconds, 0)} s after "
-                f"the promotion (alias poll every 30 s by default)"
+                f"the promotion (the embedded API polls the alias every 5 s)"
             )
             time.sleep(2.0)
         else:
