@@ -2,8 +2,10 @@
 
 Runs a real Chromium (Playwright) against the embedded stack the test session
 starts the way `make demo` does (tests/stack.py). Each step saves a
-screenshot under test-output/browser/<test>/. Small on purpose: a few hundred
-synthetic reviews, one model family, one trial.
+screenshot under test-output/browser/<test>/. Small on purpose: one model
+family, one trial, 2,500 synthetic reviews (enough for the champion's
+reference profile to anchor the drift checks the e2e test runs next on the
+same stack).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def test_training_pipeline_from_its_trigger_form(embedded_stack: RunningStack, p
     shot("form-as-it-opens")
     assert trigger_button(dialog).is_enabled(), "Trigger is disabled on the untouched form"
 
-    fill(dialog, "synthetic_rows", "400")
+    fill(dialog, "synthetic_rows", "2500")
     open_section(dialog, "Advanced:")
     fill(dialog, "n_trials", "1")
     choose(dialog, "families", ["logreg"])
@@ -58,10 +60,10 @@ def test_training_pipeline_from_its_trigger_form(embedded_stack: RunningStack, p
     run = _finished(embedded_stack, page, shot, "training_pipeline", run_id)
 
     conf = run["conf"]
-    assert (conf["synthetic_rows"], conf["n_trials"], conf["families"]) == (400, 1, ["logreg"])
+    assert (conf["synthetic_rows"], conf["n_trials"], conf["families"]) == (2500, 1, ["logreg"])
     # What the tasks saw, in their own words:
     ingest = embedded_stack.task_log("training_pipeline", run_id, "ingest")
-    assert "snapshotting 400 generated synthetic reviews" in ingest, ingest[-2000:]
+    assert "snapshotting 2500 generated synthetic reviews" in ingest, ingest[-2000:]
     plan = embedded_stack.task_log("training_pipeline", run_id, "plan_search")
     assert "1 families ['logreg'], 1 trials" in plan, plan[-2000:]
     register = embedded_stack.task_log("training_pipeline", run_id, "register")
