@@ -48,9 +48,20 @@ class StackError(RuntimeError):
     """A service did not come up, or a run did not succeed."""
 
 
+INHERITED_MLFLOW_VARS = frozenset(
+    {"MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}
+)
+
+
 def stack_env() -> dict[str, str]:
-    """Environment shared by every process of the embedded stack."""
-    env = dict(os.environ)
+    """Environment shared by every process of the embedded stack.
+
+    MLflow settings inherited from the caller's shell (another registry, an
+    active experiment or run) are dropped: every process of the stack talks to
+    the stack's own MLflow server, or a champion resolved there would be
+    downloaded from somewhere else.
+    """
+    env = {key: value for key, value in os.environ.items() if key not in INHERITED_MLFLOW_VARS}
     env.update(
         {
             "DRIFTLOOP_HOME": str(HOME),
@@ -59,6 +70,7 @@ def stack_env() -> dict[str, str]:
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "MLFLOW_TRACKING_URI": MLFLOW_URL,
+            "MLFLOW_REGISTRY_URI": MLFLOW_URL,
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "GX_ANALYTICS_ENABLED": "false",
             "AIRFLOW_HOME": str(HOME / "airflow"),

@@ -1,0 +1,41 @@
+"""The embedded stack's processes talk to the stack's own MLflow, whatever the caller's shell says."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.py"
+
+
+def _load_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("DRIFTLOOP_MLFLOW_PORT", "15999")
+    spec = importlib.util.spec_from_file_location("driftloop_stack_env_under_test", STACK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inherited_registry_experiment_and_run_are_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////elsewhere/mlflow.db")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "4")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "someone-elses")
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123abcd")
+    stack = _load_stack(monkeypatch, tmp_path)
+
+    env = stack.stack_env()
+
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15999"
+    assert env["MLFLOW_REGISTRY_URI"] == "http://127.0.0.1:15999"
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        assert name not in env
