@@ -350,18 +350,7 @@ async def ready(holder: HolderDep) -> Readiness:
     tags=["ops"],
 )
 async def model_info(model: ModelDep, holder: HolderDep) -> ModelInfo:
-    return ModelInfo(
-        name=model.name,
-        alias=model.alias,
-        version=model.version,
-        run_id=model.run_id,
-        feature_contract_version=model.feature_contract_version,
-        loaded_at=model.loaded_at,
-        load_seconds=model.load_seconds,
-        scoring_path=model.scoring_path,
-        loads=holder.reloads,
-        last_reload_error=holder.last_error,
-    )
+    return ModelInfo.of(model, holder)
 
 
 @router.get(

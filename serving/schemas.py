@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +47,22 @@ class ModelInfo(BaseModel):
         default=None,
         description="Set when a newer alias target could not be loaded; this model still serves.",
     )
+
+    @classmethod
+    def of(cls, model: Any, holder: Any) -> ModelInfo:
+        """What /model-info answers for a loaded model and the holder that keeps it."""
+        return cls(
+            name=model.name,
+            alias=model.alias,
+            version=model.version,
+            run_id=model.run_id,
+            feature_contract_version=model.feature_contract_version,
+            loaded_at=model.loaded_at,
+            load_seconds=model.load_seconds,
+            scoring_path=model.scoring_path,
+            loads=holder.reloads,
+            last_reload_error=holder.last_error,
+        )
 
 
 class ErrorDetail(BaseModel):

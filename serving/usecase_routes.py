@@ -297,17 +297,6 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
     async def model_info(request: Request) -> ModelInfo:
         rt: UseCaseRuntime = request.app.state.use_cases[name]
         model = rt.holder.require()
-        return ModelInfo(
-            name=model.name,
-            alias=model.alias,
-            version=model.version,
-            run_id=model.run_id,
-            feature_contract_version=model.feature_contract_version,
-            loaded_at=model.loaded_at,
-            load_seconds=model.load_seconds,
-            scoring_path=model.scoring_path,
-            loads=rt.holder.reloads,
-            last_reload_error=rt.holder.last_error,
-        )
+        return ModelInfo.of(model, rt.holder)
 
     app.include_router(router)
