@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipelines.params import INFER
 from pipelines.training import run_dir_for
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,21 @@ def decide(
     return conf
 
 
+def _build_retrain_data(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    from core.usecases import DEFAULT_USE_CASE
+    from monitoring.retrain_data import build_retrain_data
+
+    use_case = str(params.get("use_case") or DEFAULT_USE_CASE)
+    model_name = str(params.get("model_name") or "review-sentiment")
+    log.info(
+        "no retraining data Param: building it from %s's training snapshot, the prediction "
+        "log's feedback labels and the landing folder of use case %s",
+        model_name,
+        use_case,
+    )
+    return build_retrain_data(model_name, use_case, run_dir_for(f"drift_{run_id}") / "retrain")
+
+
 def _decide_retrain(
     drift: dict[str, Any], performance: dict[str, Any], params: dict[str, Any], run_id: str
 ) -> dict[str, Any] | None:
@@ -293,20 +309,29 @@ def _decide_retrain(
     if not params.get("retrain", True):
         log.warning("%s — retraining disabled by the retrain Param", reason)
         return None
-    if not params.get("retrain_data_path") and not params.get("retrain_extra_sources"):
-        log.warning(
-            "%s — but no retraining data is configured: set the retrain_data_path "
-            "(and retrain_extra_sources) Params to where new labelled data lands; "
-            "nothing is retrained",
-            reason,
-        )
-        return None
-    conf: dict[str, Any] = {
-        "reason": reason,
-        "model_name": params.get("model_name", "review-sentiment"),
+    data: dict[str, Any] = {
         "data_path": params.get("retrain_data_path", ""),
         "source": params.get("retrain_source", "imdb"),
         "extra_sources": list(params.get("retrain_extra_sources") or []),
+    }
+    retrain_data: dict[str, Any] | None = None
+    if not params.get("retrain_data_path") and not params.get("retrain_extra_sources"):
+        # No data Param: the champion's training snapshot + new labelled production rows.
+        retrain_data = _build_retrain_data(params, run_id)
+        if not retrain_data["new_rows"]:
+            log.warning(
+                "%s — but nothing new is labelled since the champion's training snapshot "
+                "(no new feedback labels in the prediction log, no new file in %s): drift "
+                "reported, no retrain started",
+                reason,
+                retrain_data["landing_dir"],
+            )
+            return None
+        data = {"data_path": "", "source": INFER, "extra_sources": retrain_data["sources"]}
+    conf: dict[str, Any] = {
+        "reason": reason,
+        "model_name": params.get("model_name", "review-sentiment"),
+        **data,
         "trigger": {
             "dag_run": run_id,
             "kind": kind,
@@ -316,6 +341,11 @@ def _decide_retrain(
             "monitoring_run_id": drift.get("mlflow_run_id"),
         },
     }
+    if retrain_data is not None:
+        conf["trigger"]["retrain_data"] = {
+            k: retrain_data[k]
+            for k in ("parts", "rows_by_kind", "total_rows", "new_rows", "snapshot", "summary_path")
+        }
     conf = {**dict(params.get("retrain_conf") or {}), **conf}
     log.info("retraining: %s", reason)
     return conf

@@ -306,6 +306,69 @@ def tag_run(run_id: str, params: dict[str, Any], airflow_run_id: str) -> None:
         client.set_tag(run_id, "trigger", json.dumps(params["trigger"], default=str)[:5000])
 
 
+def data_lineage(params: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Which rows came from where: one record per ingested file (kind, rows, sha256).
+
+    A retrain started by drift_check carries its parts (snapshot, feedback,
+    landing, with row counts) in `trigger.retrain_data`; each part is matched by
+    name to the file this run snapshotted, and the sha256 ingestion computed must
+    be the one drift_check recorded. A manual run has its files only (kind
+    `given`, rows unknown until validation).
+    """
+    planned = {
+        str(part["name"]): part
+        for part in ((params.get("trigger") or {}).get("retrain_data") or {}).get("parts") or []
+    }
+    parts = []
+    for item in manifest["sources"]:
+        part = planned.get(str(item["name"]), {})
+        if part and part.get("sha256") != item["sha256"]:
+            raise ValueError(
+                f"retraining part {item['name']}: drift_check recorded sha256 {part.get('sha256')}"
+                f" but ingestion snapshotted {item['sha256']} from {item['path']}: the file "
+                "changed between the decision and the retrain"
+            )
+        parts.append(
+            {
+                "name": item["name"],
+                "kind": part.get("kind", "given"),
+                "rows": part.get("rows"),
+                "sha256": item["sha256"],
+                "bytes": item["bytes"],
+                "path": item["path"],
+            }
+        )
+    rows: dict[str, int] = {}
+    for part in parts:
+        if part["rows"] is not None:
+            rows[part["kind"]] = rows.get(part["kind"], 0) + int(part["rows"])
+    return {"data_sha256": manifest["data_sha256"], "parts": parts, "rows_by_kind": rows}
+
+
+def log_data_lineage(run_id: str, params: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """The lineage on the MLflow run: a param per part, tags per kind, `data_lineage.json`."""
+    import mlflow
+
+    lineage = data_lineage(params, manifest)
+    client = mlflow.MlflowClient()
+    for part in lineage["parts"]:
+        client.log_param(
+            run_id,
+            f"data.{part['name']}",
+            f"{part['kind']} {part['rows']} rows sha256 {part['sha256']}",
+        )
+    for kind, count in lineage["rows_by_kind"].items():
+        client.set_tag(run_id, f"data_rows_{kind}", str(count))
+    client.log_dict(run_id, lineage, "data_lineage.json")
+    log.info(
+        "data lineage: %s",
+        "; ".join(
+            f"{p['name']} ({p['kind']}): {p['rows']} rows, sha256 {p['sha256']}"
+            for p in lineage["parts"]
+        ),
+    )
+
+
 def refit_winner(
     best: dict[str, Any],
     specs: list[dict[str, Any]],
@@ -330,6 +393,7 @@ def refit_winner(
         leaderboard=best.get("leaderboard"),
     )
     tag_run(trained["run_id"], params, run_id)
+    log_data_lineage(trained["run_id"], params, manifest)
     from monitoring.pipeline_metrics import push_search
 
     push_search(best)

@@ -14,7 +14,10 @@ Daily: did today's traffic still look like what the champion was trained on?
 4. **check_performance**: with feedback labels in the window, realised
    accuracy / ROC-AUC against the champion's test figures (concept drift).
 5. **decide** → **trigger_retrain**: on drift, starts `training_pipeline` with a
-   `conf` that says why (metric, value, threshold, report) and which data to use.
+   `conf` that says why (metric, value, threshold, report) and which data to use:
+   the data Params when set, else the champion's training snapshot + labelled
+   production rows + the landing folder, each part with rows and sha256
+   (monitoring/retrain_data.py); nothing new labelled → no retrain, said in the log.
    Too little traffic → no decision, said so in the log, no alarm.
 
 Thresholds default to `monitoring/config/drift.yaml`; the `thresholds` Param
@@ -79,9 +82,10 @@ PARAMS = {
         None,
         type=["null", "string"],
         title="Retraining data file",
-        description="Absolute path where new labelled data lands; passed to "
+        description="Absolute path of a labelled file to retrain on; passed to "
         "training_pipeline as its Data file. Empty (and no extra retraining sources): "
-        "drift is reported, nothing is retrained.",
+        "the champion's training snapshot + labelled production rows (feedback) + new "
+        "files in DRIFTLOOP_HOME/landing/<use case>/; nothing new labelled: no retrain.",
     ),
     "retrain_source": Param(
         INFER,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -44,11 +45,14 @@ def test_concept_drift_alone_triggers() -> None:
     assert conf is not None and "concept drift" in conf["reason"]
 
 
-def test_drift_without_configured_data_is_reported_not_retrained(
-    caplog: pytest.LogCaptureFixture,
+def test_drift_without_configured_or_labelled_data_is_reported_not_retrained(
+    driftloop_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert decide(DRIFT, QUIET, {"retrain_data_path": ""}, "r") is None
-    assert "no retraining data is configured" in caplog.text
+    # No data Param: the retrain would use the champion's snapshot plus new labelled rows;
+    # with no champion, no feedback and an empty landing folder there is nothing new.
+    params = {"retrain_data_path": "", "model_name": "no-such-model"}
+    assert decide(DRIFT, QUIET, params, "r") is None
+    assert "nothing new is labelled" in caplog.text
     extra = {"retrain_extra_sources": [{"path": "/landing/k.csv", "source": "kindle"}]}
     conf = decide(DRIFT, QUIET, extra, "r")
     assert conf is not None and conf["extra_sources"] == extra["retrain_extra_sources"]
