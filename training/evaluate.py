@@ -33,8 +33,25 @@ from training.data import feature_frame, labels, load_features, split_frames
 
 log = logging.getLogger(__name__)
 
-METRIC_NAMES = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss", "brier", "ece")
+METRIC_NAMES = (
+    "accuracy",
+    "balanced_accuracy",
+    "roc_auc",
+    "f1",
+    "precision",
+    "recall",
+    "log_loss",
+    "brier",
+    "ece",
+)
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+# Metrics of the predicted label (`proba >= threshold`): they depend on the decision threshold.
+THRESHOLD_METRICS = frozenset({"accuracy", "balanced_accuracy", "f1", "precision", "recall"})
+THRESHOLD_OBJECTIVES = ("balanced_accuracy", "f1", "accuracy")
+DEFAULT_THRESHOLD = 0.5
+# Tag (run and model version) and logged-model metadata key holding a model's threshold.
+TAG_THRESHOLD = "decision_threshold"
+THRESHOLD_CANDIDATES = 1001
 ECE_BINS = 10
 
 
@@ -86,6 +103,7 @@ def compute_metrics(
     both_classes = len(np.unique(y)) == 2
     return {
         "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": _balanced_accuracy(y, pred) if both_classes else math.nan,
         "roc_auc": float(skm.roc_auc_score(y, p)) if both_classes else math.nan,
         "f1": float(skm.f1_score(y, pred, zero_division=0)),
         "precision": float(skm.precision_score(y, pred, zero_division=0)),
@@ -94,6 +112,55 @@ def compute_metrics(
         "brier": float(skm.brier_score_loss(y, p, pos_label=1)),
         "ece": expected_calibration_error(y, p),
     }
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean of the recall of each class (both classes present)."""
+    return float((np.mean(pred[y == 1] == 1) + np.mean(pred[y == 0] == 0)) / 2)
+
+
+def choose_threshold(
+    y_true: np.ndarray | pd.Series | list[int],
+    proba: np.ndarray | pd.Series | list[float],
+    objective: str = "balanced_accuracy",
+) -> float:
+    """The decision threshold on P(positive) that maximises `objective` on these rows.
+
+    Meant for the validation split: the label a model serves is `proba >= threshold`,
+    and with skewed classes 0.5 can call most rows one class. Candidates are
+    0.5 and up to THRESHOLD_CANDIDATES quantiles of the scores; ties go to the
+    candidate closest to 0.5. With a single class present there is nothing to
+    choose and 0.5 is returned.
+    """
+    if objective not in THRESHOLD_OBJECTIVES:
+        raise ValueError(f"threshold objective {objective!r} is not one of {THRESHOLD_OBJECTIVES}")
+    y = np.asarray(y_true, dtype="int64")
+    p = np.asarray(proba, dtype="float64")
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return DEFAULT_THRESHOLD
+    candidates = np.unique(
+        np.concatenate(
+            [[DEFAULT_THRESHOLD], np.quantile(p, np.linspace(0.0, 1.0, THRESHOLD_CANDIDATES))]
+        )
+    )
+    positives = y == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    # Counts for every candidate at once: rows with p >= t are predicted positive.
+    pos_sorted = np.sort(p[positives])
+    neg_sorted = np.sort(p[~positives])
+    tp = n_pos - np.searchsorted(pos_sorted, candidates, side="left")
+    fp = n_neg - np.searchsorted(neg_sorted, candidates, side="left")
+    fn, tn = n_pos - tp, n_neg - fp
+    if objective == "balanced_accuracy":
+        score = (tp / n_pos + tn / n_neg) / 2
+    elif objective == "f1":
+        denominator = 2 * tp + fp + fn
+        score = np.divide(2 * tp, denominator, out=np.zeros(len(candidates)), where=denominator > 0)
+    else:
+        score = (tp + tn) / len(y)
+    best = score.max()
+    tied = candidates[np.isclose(score, best, rtol=0.0, atol=1e-12)]
+    return float(tied[np.argmin(np.abs(tied - DEFAULT_THRESHOLD))])
 
 
 def score_frame(model: Any, frame: pd.DataFrame, use_case: str = DEFAULT_USE_CASE) -> np.ndarray:

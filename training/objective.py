@@ -22,7 +22,8 @@ from sklearn.base import clone
 
 from core.usecases import DEFAULT_USE_CASE
 from training.data import feature_frame, folder_sha256, labels, load_features, split_frames
-from training.evaluate import compute_metrics
+from training.evaluate import choose_threshold, compute_metrics
+from training.promote import threshold_objective_for
 from training.search_config import SearchConfig, TuningError
 from training.zoo import (
     FEATURES_STEP,
@@ -117,6 +118,7 @@ def make_objective(
     """
     space = family_space(family, use_case=use_case)
     spaces, layout = search_spaces_for(use_case), layout_for(use_case)
+    threshold_objective = threshold_objective_for(use_case)
     order = np.random.default_rng(seed).permutation(len(data.y_train))
     last = len(config.fit_fractions) - 1
 
@@ -154,7 +156,9 @@ def make_objective(
                 model = clone(head).fit(x_train, data.y_train)
             proba = np.asarray(model.predict_proba(x_valid))[:, 1]
             previous = (time.perf_counter() - rung_started, fraction)
-            metrics = compute_metrics(data.y_valid, proba)
+            # The label the model would serve: at the threshold chosen on these valid rows.
+            threshold = choose_threshold(data.y_valid, proba, threshold_objective)
+            metrics = compute_metrics(data.y_valid, proba, threshold)
             trial.report(metrics[config.metric], step)
             if step < last and trial.should_prune():
                 raise optuna.TrialPruned(
@@ -162,6 +166,7 @@ def make_objective(
                     "is below the median of earlier trials"
                 )
         trial.set_user_attr("valid_metrics", metrics)
+        trial.set_user_attr("decision_threshold", threshold)
         trial.set_user_attr("head_fit_seconds", round(time.perf_counter() - started, 3))
         return metrics[config.metric]
 

@@ -3,49 +3,62 @@
 Promotion is by alias: the registered model `review-sentiment` has at most
 one `champion` (what serving loads) and one `challenger` (the latest version
 that did not win). The decision itself is `decide_promotion`, a pure function
-of two metric dicts and a `GatePolicy` read from `training/config/gate.yaml`,
-so it is unit-tested on numbers, and `register_and_gate` only does I/O around
-it: register, re-score both models on the same test rows, apply, record.
+of the two models' scores and a `GatePolicy` read from the use case's
+`gate.yaml` (default `training/config/gate.yaml`), so it is unit-tested on
+numbers, and `register_and_gate` only does I/O around it: register, re-score
+both models on the same test rows (each at its own decision threshold),
+overall and per segment, apply, record.
 
-Gate semantics. `delta` is challenger minus champion on `primary_metric`,
-sign-flipped when `higher_is_better` is false, so a positive delta is always
-an improvement. The challenger is promoted iff both hold:
+Gate semantics (see gate.yaml). For every gated metric, `delta` is challenger
+minus champion, sign-flipped when lower is better, so a positive delta is
+always an improvement. The challenger is promoted iff
 
-- `delta >= -tolerance`: it is not worse than the champion by more than
-  `tolerance` (>= 0);
-- `delta >= min_improvement`: it is better by at least `min_improvement`.
+- no gated metric regresses beyond its tolerance (`delta >= -tolerance`)
+  overall, and none on any segment with at least `segments.min_rows` test rows
+  (`delta >= -segment_tolerance`); smaller segments are reported, not judged;
+- the primary metric improves overall by at least `primary.min_improvement`
+  (`delta >= min_improvement`; a negative value admits a slightly worse but
+  fresher model, still bounded by the primary metric's own tolerance).
 
-Both bound the same delta, so the effective bar is
-`max(-tolerance, min_improvement)`: the stricter condition wins. With the
-defaults (0, 0) a tie promotes (a retrained model on fresher data replaces
-an equal one) and any loss keeps the champion. A positive `min_improvement`
-demands a real gain (and makes `tolerance` irrelevant); a negative
-`min_improvement` admits a slightly worse challenger, and then `tolerance`
-caps how much worse. Comparisons forgive 1e-12 of floating-point rounding,
-so values exactly on a boundary behave as written (0.89 vs 0.90 with
-tolerance 0.01 passes). A NaN challenger value never promotes; a missing
-champion, or a champion whose value is NaN, is replaced.
+So a model that wins on ROC-AUC but calls more rows wrong at its threshold, or
+wins on the mix but loses on one source, is held back. Comparisons forgive
+1e-12 of floating-point rounding, so values exactly on a boundary behave as
+written. A NaN challenger primary value never promotes; a metric undefined
+(NaN) for either model on a segment (one class only) is reported, not judged.
+A missing champion, or a champion whose primary value is NaN, is replaced.
 """
 
 from __future__ import annotations
 
 import getpass
+import itertools
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
 
 from core.usecases import DEFAULT_USE_CASE, get_use_case
 from training import mlflow_utils
 from training.data import labels, load_features, split_frames
-from training.evaluate import LOWER_IS_BETTER, METRIC_NAMES, compute_metrics, score_frame
+from training.evaluate import (
+    DEFAULT_THRESHOLD,
+    LOWER_IS_BETTER,
+    METRIC_NAMES,
+    TAG_THRESHOLD,
+    THRESHOLD_OBJECTIVES,
+    compute_metrics,
+    score_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +66,10 @@ GATE_CONFIG = Path(__file__).with_name("config") / "gate.yaml"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 FLOAT_SLACK = 1e-12
+OVERALL = "overall"
+# Model-version tag values are bounded; the full report is also a run artifact.
+MAX_REPORT_TAG_CHARS = 4900
+DIRECTIONS = ("higher", "lower")
 
 
 class GatePolicyError(ValueError):
@@ -63,83 +80,291 @@ class PromotionError(RuntimeError):
     """A registry operation the gate or a rollback cannot carry out."""
 
 
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise GatePolicyError(f"{name} must be a finite number, got {value}")
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """One gated metric: its direction and how far the challenger may fall behind."""
+
+    name: str
+    higher_is_better: bool = True
+    tolerance: float = 0.0
+    segment_tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in METRIC_NAMES:
+            raise GatePolicyError(
+                f"metric {self.name!r} is not a computed metric; choose one of {list(METRIC_NAMES)}"
+            )
+        if self.higher_is_better == (self.name in LOWER_IS_BETTER):
+            direction = "lower" if self.name in LOWER_IS_BETTER else "higher"
+            raise GatePolicyError(f"direction of {self.name!r} must be {direction!r}")
+        for attr in ("tolerance", "segment_tolerance"):
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            _finite(f"{self.name}.{attr}", value)
+            if value < 0:
+                raise GatePolicyError(f"{self.name}.{attr} must be >= 0, got {value}")
+
+    @property
+    def on_segments(self) -> float:
+        """The tolerance applied per segment (default: the overall one)."""
+        return self.tolerance if self.segment_tolerance is None else self.segment_tolerance
+
+
+@dataclass(frozen=True)
+class SegmentRule:
+    """Which test-row column cuts the segments, and how many rows a segment needs."""
+
+    column: str | None = None
+    min_rows: int = 200
+    bins: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_rows < 1:
+            raise GatePolicyError(f"segments.min_rows must be >= 1, got {self.min_rows}")
+        if self.bins is not None:
+            if self.column is None:
+                raise GatePolicyError("segments.bins needs segments.column")
+            if len(self.bins) < 2 or list(self.bins) != sorted(set(self.bins)):
+                raise GatePolicyError(
+                    f"segments.bins must be >= 2 increasing edges, got {list(self.bins)}"
+                )
+
+    def labels_of(self, frame: pd.DataFrame) -> pd.Series | None:
+        """The segment name of every row, or None when the rows lack the column."""
+        if self.column is None or self.column not in frame.columns:
+            return None
+        values = frame[self.column]
+        if self.bins is not None:
+            edges = list(self.bins)
+            names = [f"[{lo:g}, {hi:g})" for lo, hi in itertools.pairwise(edges)]
+            cut = pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False, labels=names)
+            return cut.astype(object).where(cut.notna(), "out_of_bins").astype(str)
+        return values.astype(str).where(values.notna(), "missing")
+
+
+DEFAULT_METRICS = (
+    MetricRule("roc_auc", True, 0.0),
+    MetricRule("balanced_accuracy", True, 0.01),
+    MetricRule("log_loss", False, 0.02),
+)
+
+
 @dataclass(frozen=True)
 class GatePolicy:
     """How a challenger is compared with the champion (see the module docstring)."""
 
+    metrics: tuple[MetricRule, ...] = DEFAULT_METRICS
     primary_metric: str = "roc_auc"
-    tolerance: float = 0.0
     min_improvement: float = 0.0
-    higher_is_better: bool = True
+    segments: SegmentRule = field(default_factory=SegmentRule)
+    threshold_objective: str = "balanced_accuracy"
 
     def __post_init__(self) -> None:
-        if self.primary_metric not in METRIC_NAMES:
+        if not self.metrics:
+            raise GatePolicyError("metrics must name at least one gated metric")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise GatePolicyError(f"metrics names a metric twice: {names}")
+        if self.primary_metric not in names:
             raise GatePolicyError(
-                f"primary_metric {self.primary_metric!r} is not a computed metric; "
-                f"choose one of {list(METRIC_NAMES)}"
+                f"primary metric {self.primary_metric!r} must be one of the gated metrics {names}"
             )
-        if self.higher_is_better == (self.primary_metric in LOWER_IS_BETTER):
-            direction = "false" if self.primary_metric in LOWER_IS_BETTER else "true"
+        _finite("primary.min_improvement", self.min_improvement)
+        if self.threshold_objective not in THRESHOLD_OBJECTIVES:
             raise GatePolicyError(
-                f"higher_is_better must be {direction} for {self.primary_metric!r}"
+                f"threshold.objective {self.threshold_objective!r} is not one of "
+                f"{list(THRESHOLD_OBJECTIVES)}"
             )
-        for name in ("tolerance", "min_improvement"):
-            if not math.isfinite(getattr(self, name)):
-                raise GatePolicyError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.tolerance < 0:
-            raise GatePolicyError(f"tolerance must be >= 0, got {self.tolerance}")
+
+    def rule(self, name: str) -> MetricRule:
+        return next(m for m in self.metrics if m.name == name)
 
     @property
-    def bar(self) -> float:
-        """The smallest delta that promotes: max(-tolerance, min_improvement)."""
-        return max(-self.tolerance, self.min_improvement)
+    def primary(self) -> MetricRule:
+        return self.rule(self.primary_metric)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": {
+                m.name: {
+                    "direction": "higher" if m.higher_is_better else "lower",
+                    "tolerance": m.tolerance,
+                    "segment_tolerance": m.on_segments,
+                }
+                for m in self.metrics
+            },
+            "primary": {"metric": self.primary_metric, "min_improvement": self.min_improvement},
+            "segments": {
+                "column": self.segments.column,
+                "min_rows": self.segments.min_rows,
+                "bins": list(self.segments.bins) if self.segments.bins else None,
+            },
+            "threshold": {"objective": self.threshold_objective},
+        }
+
+
+GATE_KEYS = ("metrics", "primary", "segments", "threshold")
+
+
+def _known(where: str, data: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(keys))
+    if unknown:
+        raise GatePolicyError(f"unknown {where} keys {unknown}; known: {sorted(keys)}")
+
+
+def policy_from_dict(data: Mapping[str, Any]) -> GatePolicy:
+    """A GatePolicy from the parsed gate.yaml (see that file for the format)."""
+    _known("gate", data, GATE_KEYS)
+    raw_metrics = data.get("metrics")
+    if not isinstance(raw_metrics, Mapping) or not raw_metrics:
+        raise GatePolicyError("metrics must map metric names to {direction, tolerance}")
+    rules = []
+    for name, spec in raw_metrics.items():
+        spec = spec or {}
+        _known(f"metrics.{name}", spec, ("direction", "tolerance", "segment_tolerance"))
+        direction = spec.get("direction", "lower" if name in LOWER_IS_BETTER else "higher")
+        if direction not in DIRECTIONS:
+            raise GatePolicyError(f"metrics.{name}.direction must be one of {DIRECTIONS}")
+        segment_tolerance = spec.get("segment_tolerance")
+        rules.append(
+            MetricRule(
+                str(name),
+                direction == "higher",
+                float(spec.get("tolerance", 0.0)),
+                None if segment_tolerance is None else float(segment_tolerance),
+            )
+        )
+    primary = data.get("primary") or {}
+    _known("primary", primary, ("metric", "min_improvement"))
+    segments = data.get("segments") or {}
+    _known("segments", segments, ("column", "min_rows", "bins"))
+    threshold = data.get("threshold") or {}
+    _known("threshold", threshold, ("objective",))
+    bins = segments.get("bins")
+    return GatePolicy(
+        metrics=tuple(rules),
+        primary_metric=str(primary.get("metric", rules[0].name)),
+        min_improvement=float(primary.get("min_improvement", 0.0)),
+        segments=SegmentRule(
+            column=segments.get("column"),
+            min_rows=int(segments.get("min_rows", SegmentRule.min_rows)),
+            bins=tuple(float(b) for b in bins) if bins is not None else None,
+        ),
+        threshold_objective=str(threshold.get("objective", GatePolicy.threshold_objective)),
+    )
 
 
 def load_gate_policy(path: str | Path = GATE_CONFIG) -> GatePolicy:
     """The GatePolicy in a YAML file (default training/config/gate.yaml)."""
     path = Path(path)
     data = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in fields(GatePolicy)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise GatePolicyError(f"{path}: unknown gate keys {unknown}; known: {sorted(known)}")
     try:
-        return GatePolicy(
-            primary_metric=str(data.get("primary_metric", GatePolicy.primary_metric)),
-            tolerance=float(data.get("tolerance", GatePolicy.tolerance)),
-            min_improvement=float(data.get("min_improvement", GatePolicy.min_improvement)),
-            higher_is_better=bool(data.get("higher_is_better", GatePolicy.higher_is_better)),
-        )
-    except GatePolicyError as exc:
+        return policy_from_dict(data)
+    except (GatePolicyError, TypeError, ValueError) as exc:
         raise GatePolicyError(f"{path}: {exc}") from exc
+
+
+def threshold_objective_for(use_case: str = DEFAULT_USE_CASE) -> str:
+    """What the decision threshold maximises on valid: the use case's gate.yaml `threshold`."""
+    return load_gate_policy(get_use_case(use_case).config_path("gate")).threshold_objective
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's metrics on the test rows: overall, and per segment with its row count."""
+
+    overall: Mapping[str, float]
+    segments: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    rows: Mapping[str, int] = field(default_factory=dict)
+    threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """What the gate decided and the numbers it decided on."""
+    """What the gate decided and every number it decided on.
+
+    `challenger_value`, `champion_value` and `delta` are the primary metric
+    overall; `checks` holds one row per (scope, metric) compared.
+    """
 
     promote: bool
     reason: str
     challenger_value: float
     champion_value: float | None
     delta: float | None
+    checks: tuple[dict[str, Any], ...] = ()
+    small_segments: Mapping[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["checks"] = list(self.checks)
+        out["small_segments"] = dict(self.small_segments)
+        return out
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if c["verdict"] in ("regressed", "short_of_min")]
 
 
-def _metric(metrics: dict[str, float], name: str, who: str) -> float:
+def _metric(metrics: Mapping[str, float], name: str, who: str) -> float:
     if name not in metrics:
         raise GatePolicyError(f"{who} metrics lack {name!r}; got {sorted(metrics)}")
     return float(metrics[name])
 
 
+def _as_scores(value: Scores | Mapping[str, float]) -> Scores:
+    return value if isinstance(value, Scores) else Scores(overall=value)
+
+
+def _check(
+    scope: str, rule: MetricRule, new: float, old: float, tolerance: float
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "scope": scope,
+        "metric": rule.name,
+        "challenger": new,
+        "champion": old,
+        "delta": None,
+        "tolerance": tolerance,
+    }
+    if math.isnan(new) or math.isnan(old):
+        row["verdict"] = "undefined"
+        return row
+    delta = new - old if rule.higher_is_better else old - new
+    row["delta"] = delta
+    row["verdict"] = "regressed" if delta < -tolerance - FLOAT_SLACK else "ok"
+    return row
+
+
+def _line(check: dict[str, Any]) -> str:
+    delta = check["delta"]
+    shown = "n/a" if delta is None else f"{delta:+.6f}"
+    return (
+        f"{check['metric']} on {check['scope']} {check['challenger']:.6f} vs champion "
+        f"{check['champion']:.6f} (delta {shown}"
+        + (f", tolerance {check['tolerance']}" if check["verdict"] == "regressed" else "")
+        + ")"
+    )
+
+
 def decide_promotion(
-    challenger: dict[str, float], champion: dict[str, float] | None, policy: GatePolicy
+    challenger: Scores | Mapping[str, float],
+    champion: Scores | Mapping[str, float] | None,
+    policy: GatePolicy,
 ) -> GateDecision:
-    """Pure gate: should `challenger` replace `champion` under `policy`?"""
+    """Pure gate: should `challenger` replace `champion` under `policy`?
+
+    Plain metric dicts are overall scores without segments.
+    """
+    new_scores = _as_scores(challenger)
     metric = policy.primary_metric
-    new = _metric(challenger, metric, "challenger")
+    new = _metric(new_scores.overall, metric, "challenger")
     if math.isnan(new):
         return GateDecision(
             False,
@@ -152,33 +377,91 @@ def decide_promotion(
         return GateDecision(
             True, "no champion yet: the first valid model becomes champion", new, None, None
         )
-    old = _metric(champion, metric, "champion")
+    old_scores = _as_scores(champion)
+    old = _metric(old_scores.overall, metric, "champion")
     if math.isnan(old):
         return GateDecision(True, f"champion {metric} is NaN: replaced", new, old, None)
-    delta = new - old if policy.higher_is_better else old - new
-    shown = f"{metric} {new:.6f} vs champion {old:.6f} (delta {delta:+.6f})"
-    if delta < -policy.tolerance - FLOAT_SLACK:
-        return GateDecision(
-            False,
-            f"{shown} is worse than the champion by more than tolerance {policy.tolerance}",
-            new,
-            old,
-            delta,
+
+    checks: list[dict[str, Any]] = []
+    for rule in policy.metrics:
+        checks.append(
+            _check(
+                OVERALL,
+                rule,
+                _metric(new_scores.overall, rule.name, "challenger"),
+                _metric(old_scores.overall, rule.name, "champion"),
+                rule.tolerance,
+            )
         )
+    small: dict[str, int] = {}
+    judged = 0
+    for segment in sorted(set(new_scores.segments) | set(old_scores.segments)):
+        rows = int(new_scores.rows.get(segment, old_scores.rows.get(segment, 0)))
+        if rows < policy.segments.min_rows:
+            small[segment] = rows
+            continue
+        if segment not in new_scores.segments or segment not in old_scores.segments:
+            raise GatePolicyError(f"segment {segment!r} is scored for one model only")
+        judged += 1
+        for rule in policy.metrics:
+            checks.append(
+                _check(
+                    f"segment {segment}",
+                    rule,
+                    _metric(new_scores.segments[segment], rule.name, f"challenger {segment}"),
+                    _metric(old_scores.segments[segment], rule.name, f"champion {segment}"),
+                    rule.on_segments,
+                )
+            )
+    primary = checks[[r.name for r in policy.metrics].index(metric)]
+    delta = float(primary["delta"])
     if delta < policy.min_improvement - FLOAT_SLACK:
-        return GateDecision(
-            False,
-            f"{shown} improves by less than min_improvement {policy.min_improvement}",
-            new,
-            old,
-            delta,
+        primary["verdict"] = "regressed" if primary["verdict"] == "regressed" else "short_of_min"
+    primary["min_improvement"] = policy.min_improvement
+
+    segments_note = (
+        f"{judged} segment(s) by {policy.segments.column!r} judged"
+        + (
+            f", {len(small)} with fewer than {policy.segments.min_rows} rows reported only "
+            + ", ".join(f"{k} ({v})" for k, v in small.items())
+            if small
+            else ""
         )
+        if policy.segments.column
+        else "no segments configured"
+    )
+    failures = [c for c in checks if c["verdict"] in ("regressed", "short_of_min")]
+    if failures:
+        parts = []
+        for check in failures:
+            if check["verdict"] == "short_of_min":
+                parts.append(
+                    f"{_line(check)} improves by less than min_improvement {policy.min_improvement}"
+                )
+            else:
+                parts.append(f"{_line(check)} regresses beyond tolerance")
+        reason = (
+            f"held back: {len(failures)} check(s) failed: "
+            + "; ".join(parts[:5])
+            + (f"; and {len(parts) - 5} more" if len(parts) > 5 else "")
+            + f" ({segments_note})"
+        )
+        return GateDecision(False, reason, new, old, delta, tuple(checks), small)
     verdict = (
         "ties the champion"
         if abs(delta) <= FLOAT_SLACK
         else ("beats the champion" if delta > 0 else "is within tolerance of the champion")
     )
-    return GateDecision(True, f"{shown} {verdict}", new, old, delta)
+    undefined = sum(1 for c in checks if c["verdict"] == "undefined")
+    reason = (
+        f"promoted: {metric} {new:.6f} vs champion {old:.6f} (delta {delta:+.6f}) {verdict} "
+        f"(min_improvement {policy.min_improvement}); no gated metric "
+        f"({', '.join(r.name for r in policy.metrics)}) regresses beyond its tolerance "
+        f"overall or per segment ({segments_note}"
+        + (f"; {undefined} check(s) undefined on one class, not judged" if undefined else "")
+        + ")"
+    )
+    return GateDecision(True, reason, new, old, delta, tuple(checks), small)
 
 
 # ---- registry side ------------------------------------------------------------------
@@ -188,13 +471,113 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _test_metrics(model_uri: str, test: Any, use_case: str) -> dict[str, float]:
-    model = mlflow.sklearn.load_model(model_uri)
-    return compute_metrics(labels(test, use_case).to_numpy(), score_frame(model, test, use_case))
+def score_rows(
+    y: np.ndarray, proba: np.ndarray, segment_of: pd.Series | None, threshold: float
+) -> Scores:
+    """Scores of one model's probabilities on the test rows, overall and per segment."""
+    overall = compute_metrics(y, proba, threshold)
+    segments: dict[str, dict[str, float]] = {}
+    rows: dict[str, int] = {}
+    if segment_of is not None:
+        names = segment_of.to_numpy()
+        for name in sorted(set(names)):
+            mask = names == name
+            rows[str(name)] = int(mask.sum())
+            segments[str(name)] = compute_metrics(y[mask], proba[mask], threshold)
+    return Scores(overall=overall, segments=segments, rows=rows, threshold=threshold)
+
+
+def threshold_of(tags: Mapping[str, str] | None) -> float | None:
+    """The `decision_threshold` tag as a float, or None when absent or not a probability."""
+    raw = (tags or {}).get(TAG_THRESHOLD)
+    try:
+        value = float(raw) if raw not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def _version_threshold(model_name: str, version: Any) -> float:
+    """The decision threshold a version serves with (its tag, else its run's, else 0.5)."""
+    found = threshold_of(version.tags)
+    if found is None and getattr(version, "run_id", None):
+        try:
+            found = threshold_of(mlflow_utils.client().get_run(version.run_id).data.tags)
+        except MlflowException:
+            found = None
+    return DEFAULT_THRESHOLD if found is None else found
+
+
+def _score_version(
+    model_name: str, version: str, test: pd.DataFrame, use_case: str, policy: GatePolicy
+) -> Scores:
+    model = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    registered = mlflow_utils.client().get_model_version(model_name, version)
+    return score_rows(
+        labels(test, use_case).to_numpy(),
+        np.asarray(score_frame(model, test, use_case), dtype="float64"),
+        policy.segments.labels_of(test),
+        _version_threshold(model_name, registered),
+    )
 
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else repr(float(value))
+
+
+def _round(value: Any) -> Any:
+    return round(value, 6) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def report_tag(decision: GateDecision, thresholds: Mapping[str, float | None]) -> str:
+    """The gate report as one bounded JSON tag value: every check, compactly.
+
+    If the full report would not fit a tag, the overall checks and the failed
+    ones are kept and `truncated` says how many were left out (the run artifact
+    `gate/decision_v<N>.json` always has them all).
+    """
+    columns = ["scope", "metric", "challenger", "champion", "delta", "tolerance", "verdict"]
+    rows = [[_round(c.get(k)) for k in columns] for c in decision.checks]
+    body: dict[str, Any] = {
+        "promote": decision.promote,
+        "thresholds": {k: _round(v) for k, v in thresholds.items()},
+        "small_segments": dict(decision.small_segments),
+        "columns": columns,
+        "checks": rows,
+    }
+    text = json.dumps(body, separators=(",", ":"), allow_nan=True)
+    if len(text) <= MAX_REPORT_TAG_CHARS:
+        return text
+    kept = [r for r in rows if r[0] == OVERALL or r[-1] != "ok"]
+    body["checks"], body["truncated"] = kept, len(rows) - len(kept)
+    text = json.dumps(body, separators=(",", ":"), allow_nan=True)
+    return text[:MAX_REPORT_TAG_CHARS]
+
+
+def _log_checks(model_name: str, version: str, decision: GateDecision) -> None:
+    """Every number the gate compared, one line each, in the task log."""
+    for c in decision.checks:
+        delta = "n/a" if c["delta"] is None else f"{c['delta']:+.6f}"
+        log.info(
+            "gate %s v%s | %-18s %-22s challenger %.6f champion %.6f delta %s tolerance %s: %s",
+            model_name,
+            version,
+            c["scope"],
+            c["metric"],
+            c["challenger"],
+            c["champion"],
+            delta,
+            c["tolerance"],
+            c["verdict"],
+        )
+    for segment, rows in decision.small_segments.items():
+        log.info(
+            "gate %s v%s | segment %s has %d test rows: reported, too few to judge",
+            model_name,
+            version,
+            segment,
+            rows,
+        )
 
 
 def register_and_gate(
@@ -208,8 +591,11 @@ def register_and_gate(
     """Register the run's model, compare it with the champion on the same test split, apply.
 
     The new version gets alias `challenger`; if the gate promotes it, alias
-    `champion` moves to it and `challenger` is removed. The decision is
-    written to the new version's tags (`gate.*`) and to the run.
+    `champion` moves to it and `challenger` is removed. Both models are scored
+    at their own decision thresholds (tag `decision_threshold`, else 0.5),
+    overall and per segment. The decision and every number compared are
+    written to the new version's tags (`gate.*`, `gate.report` as JSON), to
+    the run (`gate/decision_v<N>.json`) and to the log.
     `model_name` None means the use case's registered model name; the policy
     defaults to the use case's gate.yaml.
     Returns {"version", "promoted", "decision", "champion_version"}.
@@ -228,11 +614,23 @@ def register_and_gate(
             f"but this code computes {FEATURE_CONTRACT_VERSION!r}; serving could not load it"
         )
     _, _, test = split_frames(load_features(features_dir, use_case))
+    segment_note = ""
+    if policy.segments.column and policy.segments.labels_of(test) is None:
+        segment_note = (
+            f"; segment column {policy.segments.column!r} is not in the test rows, "
+            "so no per-segment check was possible"
+        )
+        log.warning("gate: %s", segment_note.lstrip("; "))
 
     model_uri = mlflow_utils.model_uri_for_run(run_id)
     registered = mlflow.register_model(model_uri, model_name)
     version = str(registered.version)
-    challenger_metrics = _test_metrics(f"models:/{model_name}/{version}", test, use_case)
+    threshold = threshold_of(run.data.tags)
+    challenger_threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    mlflow_utils.set_version_tags(
+        model_name, version, {TAG_THRESHOLD: repr(float(challenger_threshold))}
+    )
+    challenger_scores = _score_version(model_name, version, test, use_case, policy)
     mlflow_utils.set_version_tags(
         model_name,
         version,
@@ -241,20 +639,21 @@ def register_and_gate(
             mlflow_utils.TAG_DATA_SHA: run.data.tags.get(mlflow_utils.TAG_DATA_SHA, ""),
             mlflow_utils.TAG_USE_CASE: use_case,
             "gate.features_dir": str(features_dir),
-            **{f"test_{k}": _fmt(v) for k, v in challenger_metrics.items()},
+            **{f"test_{k}": _fmt(v) for k, v in challenger_scores.overall.items()},
         },
     )
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version)
 
     current = mlflow_utils.alias_version(model_name, CHAMPION)
     champion_version = str(current.version) if current is not None else None
+    champion_threshold: float | None = None
     if current is None:
-        decision = decide_promotion(challenger_metrics, None, policy)
+        decision = decide_promotion(challenger_scores, None, policy)
     else:
         champion_contract = (current.tags or {}).get(mlflow_utils.TAG_CONTRACT, "")
         if champion_contract != FEATURE_CONTRACT_VERSION:
             # Its inputs no longer exist: judge the challenger as if there were no champion.
-            alone = decide_promotion(challenger_metrics, None, policy)
+            alone = decide_promotion(challenger_scores, None, policy)
             decision = replace(
                 alone,
                 reason=f"champion v{champion_version} uses feature contract "
@@ -263,28 +662,37 @@ def register_and_gate(
                 + ("the challenger replaces it" if alone.promote else alone.reason),
             )
         else:
-            champion_metrics = _test_metrics(
-                f"models:/{model_name}/{champion_version}", test, use_case
-            )
-            decision = decide_promotion(challenger_metrics, champion_metrics, policy)
+            assert champion_version is not None
+            champion_scores = _score_version(model_name, champion_version, test, use_case, policy)
+            champion_threshold = champion_scores.threshold
+            decision = decide_promotion(challenger_scores, champion_scores, policy)
+    if segment_note:
+        decision = replace(decision, reason=decision.reason + segment_note)
 
+    thresholds = {"challenger": challenger_threshold, "champion": champion_threshold}
     record = {
         **decision.as_dict(),
         "compared_with_version": champion_version,
-        "policy": asdict(policy),
+        "thresholds": thresholds,
+        "policy": policy.as_dict(),
+        "n_test": len(test),
         "decided_at": _now(),
     }
+    _log_checks(model_name, version, decision)
     mlflow_utils.set_version_tags(
         model_name,
         version,
         {
             "gate.promote": str(decision.promote).lower(),
-            "gate.reason": decision.reason,
+            "gate.reason": decision.reason[:MAX_REPORT_TAG_CHARS],
+            "gate.primary_metric": policy.primary_metric,
             "gate.challenger_value": _fmt(decision.challenger_value),
             "gate.champion_value": _fmt(decision.champion_value),
             "gate.delta": _fmt(decision.delta),
+            "gate.failed_checks": str(len(decision.failures)),
             "gate.compared_with_version": champion_version or "",
-            "gate.policy": json.dumps(asdict(policy), sort_keys=True),
+            "gate.policy": json.dumps(policy.as_dict(), sort_keys=True),
+            "gate.report": report_tag(decision, thresholds),
         },
     )
     if decision.promote:
@@ -298,7 +706,7 @@ def register_and_gate(
         run_id,
         {
             "gate.promote": str(decision.promote).lower(),
-            "gate.reason": decision.reason,
+            "gate.reason": decision.reason[:MAX_REPORT_TAG_CHARS],
             "registered_version": f"{model_name}/{version}",
         },
     )

@@ -23,8 +23,15 @@ from mlflow.models import infer_signature
 from core.usecases import DEFAULT_USE_CASE, get_use_case
 from training import mlflow_utils
 from training.data import feature_frame, folder_sha256, labels, load_features, split_frames
-from training.evaluate import compute_metrics, score_frame
+from training.evaluate import (
+    DEFAULT_THRESHOLD,
+    TAG_THRESHOLD,
+    choose_threshold,
+    compute_metrics,
+    score_frame,
+)
 from training.models import build_baseline, parse_param_overrides, resolve_params
+from training.promote import threshold_objective_for
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +66,20 @@ def lineage_tags(
     return tags
 
 
-def log_fitted_model(model: Any, X: pd.DataFrame, params: dict[str, Any]) -> Any:
+def log_fitted_model(
+    model: Any,
+    X: pd.DataFrame,
+    params: dict[str, Any],
+    *,
+    decision_threshold: float = DEFAULT_THRESHOLD,
+) -> Any:
     """Log a fitted pipeline to the active run the way serving loads it; returns ModelInfo.
 
     cloudpickle (fast to load, see FIELD-NOTES), a signature from the feature
     frame, pinned requirements, and pyfunc predicting probabilities. The run's
-    `driftloop.model_uri` tag points at the logged model.
+    `driftloop.model_uri` tag points at the logged model; the decision
+    threshold (chosen on valid) is in the model's metadata and the run's tag
+    `decision_threshold`, which registration copies to the version.
     """
     sample = X.head(SIGNATURE_ROWS)
     with warnings.catch_warnings():
@@ -80,8 +95,10 @@ def log_fitted_model(model: Any, X: pd.DataFrame, params: dict[str, Any]) -> Any
         pip_requirements=mlflow_utils.pip_requirements(),
         pyfunc_predict_fn="predict_proba",
         params=params,
+        metadata={TAG_THRESHOLD: float(decision_threshold)},
     )
     mlflow.set_tag(mlflow_utils.TAG_MODEL_URI, info.model_uri)
+    mlflow.set_tag(TAG_THRESHOLD, repr(float(decision_threshold)))
     return info
 
 
@@ -122,15 +139,24 @@ def train_model(
         )
 
         model = build_baseline(resolved).fit(feature_frame(train), labels(train))
-        valid_metrics = compute_metrics(labels(valid), score_frame(model, valid))
+        valid_proba = score_frame(model, valid)
+        threshold = choose_threshold(labels(valid), valid_proba, threshold_objective_for())
+        valid_metrics = compute_metrics(labels(valid), valid_proba, threshold)
         mlflow.log_metrics({f"valid_{k}": v for k, v in valid_metrics.items()})
 
         final = build_baseline(resolved).fit(feature_frame(train_valid), labels(train_valid))
-        info = log_fitted_model(final, feature_frame(train_valid), resolved)
+        info = log_fitted_model(
+            final, feature_frame(train_valid), resolved, decision_threshold=threshold
+        )
         run_id = run.info.run_id
 
     log.info("run %s valid metrics: %s", run_id, valid_metrics)
-    return {"run_id": run_id, "model_uri": info.model_uri, "valid_metrics": valid_metrics}
+    return {
+        "run_id": run_id,
+        "model_uri": info.model_uri,
+        "valid_metrics": valid_metrics,
+        "decision_threshold": threshold,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

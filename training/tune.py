@@ -51,7 +51,7 @@ from threadpoolctl import threadpool_limits
 from core.usecases import DEFAULT_USE_CASE
 from training import mlflow_utils
 from training.data import feature_frame, folder_sha256, labels, load_features, split_frames
-from training.evaluate import LOWER_IS_BETTER
+from training.evaluate import DEFAULT_THRESHOLD, LOWER_IS_BETTER, TAG_THRESHOLD
 from training.objective import (  # noqa: F401  (re-exported: the search's public API)
     SearchData,
     clear_feature_cache,
@@ -281,6 +281,7 @@ def tune_family(
         "best_params": dict(best.params),
         "best_trial": best.number,
         "valid_metrics": dict(best.user_attrs.get("valid_metrics", {})),
+        "decision_threshold": float(best.user_attrs.get("decision_threshold", DEFAULT_THRESHOLD)),
         "n_trials": counts["complete"] + counts["pruned"] + counts["failed"],
         "n_complete": counts["complete"],
         "n_pruned": counts["pruned"],
@@ -377,6 +378,7 @@ def refit_best(
     the lineage tags and the leaderboard. Returns run_id, model_uri, family, params.
     """
     family = str(best["family"])
+    threshold = float(best.get("decision_threshold", DEFAULT_THRESHOLD))
     params = family_space(family, use_case=use_case).resolve(best.get("best_params"))
     seed = int(best.get("seed", 0))
     leaderboard = leaderboard if leaderboard is not None else best.get("leaderboard")
@@ -400,6 +402,7 @@ def refit_best(
         "tune.study_name": str(best.get("study_name", "")),
         "tune.child_run_id": str(best.get("child_run_id", "")),
         "tune.metric": str(best.get("metric", "")),
+        TAG_THRESHOLD: repr(threshold),
     }
     with mlflow.start_run(
         experiment_id=_experiment_for(parent_run_id, experiment),
@@ -426,14 +429,20 @@ def refit_best(
                 if isinstance(v, int | float) and math.isfinite(v)
             }
         )
-        info = log_fitted_model(model, X, params)
+        info = log_fitted_model(model, X, params, decision_threshold=threshold)
         run_id = run.info.run_id
     if leaderboard:
         _log_leaderboard(run_id, leaderboard)
         if parent_run_id:
             _log_leaderboard(parent_run_id, leaderboard)
     log.info("refit %s as run %s", family, run_id)
-    return {"run_id": run_id, "model_uri": info.model_uri, "family": family, "params": params}
+    return {
+        "run_id": run_id,
+        "model_uri": info.model_uri,
+        "family": family,
+        "params": params,
+        "decision_threshold": threshold,
+    }
 
 
 def run_search(

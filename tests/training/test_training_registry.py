@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ def shuffled_dir(
     rng = np.random.default_rng(0)
     table.loc[fit_rows, "label"] = rng.permutation(table.loc[fit_rows, "label"].to_numpy())
     return write_folder(table, tmp_path_factory.mktemp("shuffled") / "features")
+
+
+@pytest.fixture(scope="module")
+def sourced_dir(
+    review_table: pd.DataFrame,
+    tmp_path_factory: pytest.TempPathFactory,
+    write_folder: Callable[..., Path],
+) -> Path:
+    """Same rows with a `source` column: the gate's segments (150 test rows each)."""
+    table = review_table.copy()
+    table["source"] = np.where(np.arange(len(table)) % 2 == 0, "imdb", "products")
+    return write_folder(table, tmp_path_factory.mktemp("sourced") / "features")
 
 
 def _version_tags(version: str) -> dict[str, str]:
@@ -91,6 +104,7 @@ def test_gate_promotes_keeps_and_rolls_back(
     good_run: dict[str, Any],
     features_dir: Path,
     shuffled_dir: Path,
+    sourced_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # 1. first model: no champion yet
@@ -101,6 +115,12 @@ def test_gate_promotes_keeps_and_rolls_back(
     assert tags["gate.promote"] == "true" and "no champion" in tags["gate.reason"]
     assert tags["feature_contract_version"] == FEATURE_CONTRACT_VERSION
     assert float(tags["test_roc_auc"]) > 0.85
+    # The threshold chosen on valid travels from the run to the version and the logged model.
+    threshold = float(tags["decision_threshold"])
+    assert threshold == pytest.approx(good_run["decision_threshold"]) and 0 < threshold < 1
+    info = mlflow.models.get_model_info(good_run["model_uri"])
+    assert info.metadata["decision_threshold"] == pytest.approx(threshold)
+    assert json.loads(tags["gate.report"])["thresholds"]["challenger"] == pytest.approx(threshold)
 
     # 2. a model trained on shuffled labels, gated on the same test rows: kept as challenger
     weak_run = train_model(str(shuffled_dir), experiment="training-tests", run_name="shuffled")
@@ -109,7 +129,15 @@ def test_gate_promotes_keeps_and_rolls_back(
     assert _aliases() == {"champion": "1", "challenger": "2"}
     tags = _version_tags("2")
     assert tags["gate.promote"] == "false"
-    assert "worse than the champion" in tags["gate.reason"]
+    assert (
+        tags["gate.reason"].startswith("held back") and "roc_auc on overall" in tags["gate.reason"]
+    )
+    assert int(tags["gate.failed_checks"]) >= 1 and tags["gate.primary_metric"] == "roc_auc"
+    report = json.loads(tags["gate.report"])
+    checks = [dict(zip(report["columns"], row, strict=True)) for row in report["checks"]]
+    assert {c["metric"] for c in checks} == {"roc_auc", "balanced_accuracy", "log_loss"}
+    assert all(c["scope"] == "overall" for c in checks)
+    assert report["thresholds"]["champion"] == pytest.approx(threshold)
     assert float(tags["gate.champion_value"]) == pytest.approx(
         float(_version_tags("1")["test_roc_auc"])
     )
@@ -118,9 +146,13 @@ def test_gate_promotes_keeps_and_rolls_back(
     assert mlflow_utils.client().get_run(weak_run["run_id"]).data.tags["gate.promote"] == "false"
 
     # 3. the same good model again ties the champion: ties promote, challenger is cleared
-    third = register_and_gate(good_run["run_id"], MODEL, str(features_dir))
+    #    (on rows carrying a source: every metric is compared per source too)
+    third = register_and_gate(good_run["run_id"], MODEL, str(sourced_dir))
     assert third["promoted"] and third["decision"]["delta"] == pytest.approx(0.0, abs=1e-12)
     assert _aliases() == {"champion": "3"}
+    assert "2 segment(s) by 'source' judged" in third["decision"]["reason"]
+    scopes = {(c["scope"], c["metric"]) for c in third["decision"]["checks"]}
+    assert ("segment products", "balanced_accuracy") in scopes and len(scopes) == 9
 
     # 4. the champion loads from the registry and scores like an in-process fit
     texts = generate_reviews(20, seed=99)
