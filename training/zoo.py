@@ -506,9 +506,12 @@ def _linear_svm(p: dict[str, Any], seed: int) -> list[tuple[str, Any]]:
 
 
 def _naive_bayes(p: dict[str, Any], seed: int) -> list[tuple[str, Any]]:
+    # Naive Bayes takes no class weights; "balanced" means uniform class priors instead of
+    # the training shares, which is what weighting the classes equally does to its decision.
+    fit_prior = _class_weight(p.get("class_weight")) is None
     variants: dict[str, Callable[[], Any]] = {
-        "multinomial": lambda: MultinomialNB(alpha=float(p["alpha"])),
-        "complement": lambda: ComplementNB(alpha=float(p["alpha"])),
+        "multinomial": lambda: MultinomialNB(alpha=float(p["alpha"]), fit_prior=fit_prior),
+        "complement": lambda: ComplementNB(alpha=float(p["alpha"]), fit_prior=fit_prior),
     }
     if p["variant"] not in variants:
         raise ZooError(
@@ -554,6 +557,7 @@ def _svd_gbm(p: dict[str, Any], seed: int) -> list[tuple[str, Any]]:
                 max_leaf_nodes=int(p["max_leaf_nodes"]),
                 min_samples_leaf=int(p["min_samples_leaf"]),
                 l2_regularization=float(p["l2_regularization"]),
+                class_weight=_class_weight(p.get("class_weight")),
                 early_stopping=False,
                 random_state=seed,
             ),
