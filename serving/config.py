@@ -76,7 +76,10 @@ class ServingSettings(BaseSettings):
         default=0.5,
         gt=0.0,
         lt=1.0,
-        description="P(positive) at or above which the label is positive.",
+        description=(
+            "P(positive) at or above which the label is positive, for a model version without "
+            "a `decision_threshold` tag; a tagged version (training chooses it) uses its own."
+        ),
     )
     reload_interval_seconds: float = Field(
         default=30.0,

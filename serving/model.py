@@ -61,6 +61,7 @@ from serving.usecase import ServedUseCase, served_use_case
 log = logging.getLogger(__name__)
 
 CONTRACT_TAG = "feature_contract_version"
+THRESHOLD_TAG = "decision_threshold"
 FINGERPRINT_TAG = "feature_fingerprint"  # what the training run computed
 POSITIVE_CLASS = 1
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
@@ -101,6 +102,12 @@ class LoadedModel:
     positive_index: int
     scorer: Scorer
     alias_set_at: datetime | None = None
+    # The version's `decision_threshold` tag (chosen on validation by training); None without one.
+    decision_threshold: float | None = None
+
+    def threshold(self, fallback: float) -> float:
+        """P(positive) at or above which this model's label is positive."""
+        return fallback if self.decision_threshold is None else self.decision_threshold
 
     @property
     def scoring_path(self) -> str:
@@ -110,6 +117,15 @@ class LoadedModel:
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """P(positive) per row of a `build_features` frame."""
         return np.asarray(self.pipeline.predict_proba(features))[:, self.positive_index]
+
+
+def _decision_threshold(tags: dict[str, str]) -> float | None:
+    """The version's `decision_threshold` tag, when it is a probability strictly inside (0, 1)."""
+    try:
+        value = float(tags.get(THRESHOLD_TAG, ""))
+    except ValueError:
+        return None
+    return value if 0.0 < value < 1.0 else None
 
 
 def _alias_set_at(tags: dict[str, str]) -> datetime | None:
@@ -331,6 +347,7 @@ class ModelHolder:
             positive_index=positive_index,
             scorer=scorer,
             alias_set_at=_alias_set_at(version.tags or {}),
+            decision_threshold=_decision_threshold(version.tags or {}),
         )
 
     def _settle_memory(self) -> None:

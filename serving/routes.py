@@ -206,7 +206,7 @@ async def predict(request: Request) -> Response:
     request_id: str = request.state.request_id
     scored = await runtime.batcher.score((text,))
     probability = float(scored.probabilities[0])
-    label = int(probability >= settings.decision_threshold)
+    label = int(probability >= scored.model.threshold(settings.decision_threshold))
     runtime.log_predictions((request_id,), (text,), scored, (label,))
     payload: dict[str, Any] = {
         "label": label,
@@ -252,7 +252,7 @@ async def predict_batch(
     runtime.holder.require()
     request_id: str = request.state.request_id
     scored = await runtime.batcher.score(texts)
-    threshold = settings.decision_threshold
+    threshold = scored.model.threshold(settings.decision_threshold)
     probabilities = [float(p) for p in scored.probabilities]
     labels = [int(p >= threshold) for p in probabilities]
     item_ids = [f"{request_id}-{i}" for i in range(len(texts))]
@@ -349,8 +349,8 @@ async def ready(holder: HolderDep) -> Readiness:
     summary="The model being served",
     tags=["ops"],
 )
-async def model_info(model: ModelDep, holder: HolderDep) -> ModelInfo:
-    return ModelInfo.of(model, holder)
+async def model_info(model: ModelDep, holder: HolderDep, runtime: RuntimeDep) -> ModelInfo:
+    return ModelInfo.of(model, holder, runtime.settings.decision_threshold)
 
 
 @router.get(

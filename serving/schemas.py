@@ -43,15 +43,23 @@ class ModelInfo(BaseModel):
         ),
     )
     loads: int = Field(..., description="Models loaded by this process since it started.")
+    decision_threshold: float = Field(
+        ...,
+        description=(
+            "P(positive) at or above which the label is positive: the version's "
+            "`decision_threshold` tag (chosen on the validation split), else the configured default."
+        ),
+    )
     last_reload_error: str | None = Field(
         default=None,
         description="Set when a newer alias target could not be loaded; this model still serves.",
     )
 
     @classmethod
-    def of(cls, model: Any, holder: Any) -> ModelInfo:
+    def of(cls, model: Any, holder: Any, default_threshold: float) -> ModelInfo:
         """What /model-info answers for a loaded model and the holder that keeps it."""
         return cls(
+            decision_threshold=model.threshold(default_threshold),
             name=model.name,
             alias=model.alias,
             version=model.version,

@@ -133,7 +133,7 @@ async def _score(
     await _rate_limit(runtime, request, route, len(items))
     rt.holder.require()
     scored = await rt.batcher.score(tuple(items))
-    threshold = settings.decision_threshold
+    threshold = scored.model.threshold(settings.decision_threshold)
     probabilities = [float(p) for p in scored.probabilities]
     labels = [int(p >= threshold) for p in probabilities]
     if rt.log_predictions is not None:
@@ -297,6 +297,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
     async def model_info(request: Request) -> ModelInfo:
         rt: UseCaseRuntime = request.app.state.use_cases[name]
         model = rt.holder.require()
-        return ModelInfo.of(model, rt.holder)
+        settings = request.app.state.runtime.settings
+        return ModelInfo.of(model, rt.holder, settings.decision_threshold)
 
     app.include_router(router)

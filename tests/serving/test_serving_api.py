@@ -227,6 +227,31 @@ def test_model_info_describes_the_loaded_version(
     assert timedelta(0) <= datetime.now(UTC) - loaded_at < timedelta(hours=1)
     assert body["load_seconds"] > 0
     assert body["last_reload_error"] is None
+    # An untagged version serves at the configured default threshold.
+    assert body["decision_threshold"] == 0.5
+
+
+def test_the_versions_decision_threshold_labels_predictions_and_shows_in_model_info(
+    register: Any, model_name: str, settings_for: Any, tiny_pipeline: Pipeline
+) -> None:
+    from mlflow import MlflowClient
+
+    version = register(model_name)
+    probabilities = [float(tiny_pipeline.predict_proba(_features(t))[0, 1]) for t in TEXTS]
+    # A threshold between two of the probabilities: labels differ from the 0.5 ones.
+    threshold = round(sorted(probabilities)[1] + 1e-6, 8)
+    assert [p >= threshold for p in probabilities] != [p >= 0.5 for p in probabilities]
+    client = MlflowClient(tracking_uri=settings_for(model_name).mlflow_tracking_uri)
+    client.set_model_version_tag(model_name, version, "decision_threshold", repr(threshold))
+    with TestClient(create_app(settings_for(model_name))) as served_tagged:
+        assert served_tagged.get("/model-info").json()["decision_threshold"] == threshold
+        for text, probability in zip(TEXTS, probabilities, strict=True):
+            body = served_tagged.post("/predict", json={"text": text}).json()
+            assert body["label"] == int(probability >= threshold)
+        batch = served_tagged.post("/predict/batch", json={"texts": TEXTS}).json()
+        assert [p["label"] for p in batch["predictions"]] == [
+            int(p >= threshold) for p in probabilities
+        ]
 
 
 def test_alias_move_is_picked_up_and_a_refused_successor_keeps_the_old_model(
