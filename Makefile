@@ -75,8 +75,8 @@ down: ## stop everything `make demo` / `make up` started
 status: ## show which services run and are healthy
 	@$(STACK) status
 
-.PHONY: bench bench-quality bench-drift bench-serving
-bench: bench-serving bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json)
+.PHONY: bench bench-quality bench-drift bench-serving bench-features
+bench: bench-serving bench-features bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json)
 
 bench-quality: setup ## model search quality: IMDB vs the published table; USE_CASE=credit: UCI credit default
 	$(if $(filter credit,$(USE_CASE)),$(PY) -m bench.quality_credit,$(PY) -m bench.quality_bench)
@@ -84,8 +84,11 @@ bench-quality: setup ## model search quality: IMDB vs the published table; USE_C
 bench-drift: setup ## detection / false-alarm rates over replayed daily batches
 	$(PY) -m bench.drift_bench
 
-bench-serving: setup ## this API vs `mlflow models serve` on the same model version
+bench-serving: setup ## this API vs `mlflow models serve` on the same model version (needs wrk)
 	$(PY) -m bench.serving_bench
+
+bench-features: setup ## 500k reviews: one pandas process vs the Spark job (local[2], standalone); TUNE=1: settings sweep
+	$(PY) -m bench.features_bench $(if $(TUNE),--tune --rows 100000,)
 
 include deploy/docker/compose.mk
 include deploy/k8s/k8s.mk
