@@ -38,10 +38,11 @@ from serving.config import ServingSettings
 from serving.metrics import ServingMetrics
 from serving.middleware import ServingMiddleware
 from serving.model import LoadedModel, ModelHolder, ModelNotLoadedError, keep_model_loaded
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import PredictionLog, log_schema
 from serving.ratelimit import build_rate_limiter
 from serving.routes import router
 from serving.runtime import ServingRuntime
+from serving.shadow import ShadowScorer, keep_challenger_loaded
 from serving.usecase import served_use_case
 from serving.usecase_routes import UseCaseRuntime, add_use_case_routes
 
@@ -152,8 +153,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     }
     for name in app.state.use_cases:
         check_feature_schema(name)
-    if runtime.prediction_log is not None:
-        await anyio.to_thread.run_sync(runtime.prediction_log.start)
+    for prediction_log in runtime.prediction_logs:
+        await anyio.to_thread.run_sync(prediction_log.start)
+    shadows = [rt for rt in app.state.use_cases.values() if rt.shadow is not None]
+    for rt in shadows:
+        rt.shadow.start()
     with _mlflow_client_env(settings):
         first_attempt_done = asyncio.Event()
         loader = asyncio.create_task(
@@ -185,6 +189,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     name=f"driftloop-model-loader-{name}",
                 )
             )
+        for rt in shadows:
+            model_name = settings.model_name if rt.holder is holder else rt.use_case.model_name
+            loaders.append(
+                asyncio.create_task(
+                    keep_challenger_loaded(rt.shadow, model_name, extra_retry),
+                    name=f"driftloop-challenger-loader-{rt.use_case.name}",
+                )
+            )
         try:
             await asyncio.wait_for(first_attempt_done.wait(), settings.startup_wait_seconds)
         except TimeoutError:
@@ -202,16 +214,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            if runtime.prediction_log is not None:
+            for rt in shadows:
+                await anyio.to_thread.run_sync(rt.shadow.stop, settings.graceful_shutdown_seconds)
+            for prediction_log in runtime.prediction_logs:
                 await anyio.to_thread.run_sync(
-                    runtime.prediction_log.close, settings.graceful_shutdown_seconds
+                    prediction_log.close, settings.graceful_shutdown_seconds
                 )
             if runtime.rate_limiter is not None:
                 await runtime.rate_limiter.close()
 
 
-def _watch_model(holder: ModelHolder, metrics: ServingMetrics) -> None:
-    """Report loads and failed loads of `holder` in the metrics."""
+def _watch_model(
+    holder: ModelHolder, metrics: ServingMetrics, use_case: str = DEFAULT_USE_CASE
+) -> None:
+    """Report loads and failed loads of `holder` (serving `use_case`) in the metrics."""
 
     def loaded(model: LoadedModel) -> None:
         metrics.reloads.labels("loaded").inc()
@@ -221,6 +237,7 @@ def _watch_model(holder: ModelHolder, metrics: ServingMetrics) -> None:
             model.loaded_at.timestamp(),
             model.load_seconds,
             model.alias_set_at.timestamp() if model.alias_set_at else None,
+            use_case=use_case,
         )
 
     def failed(reason: str) -> None:
@@ -232,11 +249,56 @@ def _watch_model(holder: ModelHolder, metrics: ServingMetrics) -> None:
         loaded(holder.current)
 
 
-def _batch_observer(metrics: ServingMetrics, threshold: float) -> BatchObserver:
+def _batch_observer(
+    metrics: ServingMetrics, threshold: float, use_case: str = DEFAULT_USE_CASE
+) -> BatchObserver:
     def observe(rows: int, seconds: float, probabilities: np.ndarray) -> None:
-        metrics.observe_batch(rows, seconds, probabilities.tolist(), threshold)
+        metrics.observe_batch(rows, seconds, probabilities.tolist(), threshold, use_case)
 
     return observe
+
+
+def _prediction_log(
+    settings: ServingSettings, metrics: ServingMetrics, use_case: str, *, shadow: bool = False
+) -> PredictionLog | None:
+    """The writer of one use case's prediction (or shadow) table; None when logging is off."""
+    if not settings.prediction_log_enabled:
+        return None
+    schema = log_schema(use_case)
+    return PredictionLog(
+        settings.prediction_log_url,
+        schema=schema.shadow() if shadow else schema,
+        flush_seconds=settings.prediction_log_flush_seconds,
+        batch_rows=settings.prediction_log_batch_rows,
+        max_queue=settings.prediction_log_max_queue,
+        on_written=metrics.log_written.inc,
+        on_dropped=metrics.log_dropped.inc,
+        on_depth=metrics.log_queue_depth.labels(
+            schema.shadow().predictions_table if shadow else schema.predictions_table
+        ).set,
+    )
+
+
+def _shadow(
+    settings: ServingSettings, metrics: ServingMetrics, use_case: str
+) -> tuple[ShadowScorer | None, PredictionLog | None]:
+    """The use case's shadow scorer and its log, when DRIFTLOOP_SHADOW_FRACTION > 0."""
+    if settings.shadow_fraction <= 0.0:
+        return None, None
+    shadow_log = _prediction_log(settings, metrics, use_case, shadow=True)
+    scorer = ShadowScorer(
+        served_use_case(use_case),
+        ModelHolder(settings.mlflow_tracking_uri, gc_freeze=False, use_case=use_case),
+        fraction=settings.shadow_fraction,
+        alias=settings.shadow_alias,
+        threshold=settings.decision_threshold,
+        prediction_log=shadow_log,
+        metrics=metrics,
+        max_queue=settings.shadow_max_queue,
+        batch_rows=settings.shadow_batch_rows,
+        interval_seconds=settings.shadow_interval_seconds,
+    )
+    return scorer, shadow_log
 
 
 def create_app(
@@ -260,17 +322,7 @@ def create_app(
     metrics = ServingMetrics()
     holder = holder or ModelHolder(settings.mlflow_tracking_uri, gc_freeze=settings.gc_freeze)
     _watch_model(holder, metrics)
-    prediction_log = None
-    if settings.prediction_log_enabled:
-        prediction_log = PredictionLog(
-            settings.prediction_log_url,
-            flush_seconds=settings.prediction_log_flush_seconds,
-            batch_rows=settings.prediction_log_batch_rows,
-            max_queue=settings.prediction_log_max_queue,
-            on_written=metrics.log_written.inc,
-            on_dropped=metrics.log_dropped.inc,
-            on_depth=metrics.log_queue_depth.set,
-        )
+    prediction_log = _prediction_log(settings, metrics, DEFAULT_USE_CASE)
     runtime = ServingRuntime(
         settings=settings,
         holder=holder,
@@ -311,24 +363,42 @@ def create_app(
 def _use_case_runtimes(
     settings: ServingSettings, runtime: ServingRuntime
 ) -> dict[str, UseCaseRuntime]:
-    """The default use case on the app's own holder and batcher; each other one on its own."""
+    """The default use case on the app's own holder, batcher and log; each other one on its own.
+
+    Every use case gets its micro-batcher (reporting to the metrics under its name), its
+    prediction-log tables and, when shadow scoring is on, its challenger; the runtime keeps
+    the list of logs so the lifespan starts and drains them all.
+    """
+    metrics = runtime.metrics
+    logs = [log for log in (runtime.prediction_log,) if log is not None]
+    shadow, shadow_log = _shadow(settings, metrics, DEFAULT_USE_CASE)
+    runtime.shadow = shadow
+    logs += [shadow_log] if shadow_log is not None else []
     runtimes = {
         DEFAULT_USE_CASE: UseCaseRuntime(
             use_case=served_use_case(DEFAULT_USE_CASE),
             holder=runtime.holder,
             batcher=runtime.batcher,
             prediction_log=runtime.prediction_log,
-            log_predictions=runtime.log_predictions,
+            shadow=shadow,
         )
     }
     for name in served_use_case_names(settings)[1:]:
         holder = ModelHolder(
             settings.mlflow_tracking_uri, gc_freeze=settings.gc_freeze, use_case=name
         )
+        _watch_model(holder, metrics, name)
         batcher = MicroBatcher(
             holder,
             max_size=settings.batch_max_size,
             max_wait_seconds=settings.batch_max_wait_ms / 1000.0,
+            on_batch=_batch_observer(metrics, settings.decision_threshold, name),
         )
-        runtimes[name] = UseCaseRuntime(served_use_case(name), holder, batcher)
+        prediction_log = _prediction_log(settings, metrics, name)
+        shadow, shadow_log = _shadow(settings, metrics, name)
+        logs += [log for log in (prediction_log, shadow_log) if log is not None]
+        runtimes[name] = UseCaseRuntime(
+            served_use_case(name), holder, batcher, prediction_log, shadow
+        )
+    runtime.prediction_logs = logs
     return runtimes

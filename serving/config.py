@@ -192,6 +192,28 @@ class ServingSettings(BaseSettings):
             "sqlite under DRIFTLOOP_HOME (predictions.db)."
         ),
     )
+    shadow_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of answered rows also scored, in the background, by the version holding "
+            "shadow_alias (0 = off). Sampled by request id, so a request is in or out for good."
+        ),
+    )
+    shadow_alias: str = Field(default="challenger", min_length=1)
+    shadow_max_queue: int = Field(
+        default=10_000,
+        ge=1,
+        description="Sampled rows waiting for the shadow scorer; beyond this they are skipped.",
+    )
+    shadow_batch_rows: int = Field(default=512, ge=1, description="Rows per shadow model call.")
+    shadow_interval_seconds: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=60.0,
+        description="How often the shadow scorer wakes to score what was sampled meanwhile.",
+    )
     prediction_log_enabled: bool = True
     prediction_log_flush_seconds: float = Field(default=0.25, gt=0.0, le=10.0)
     prediction_log_batch_rows: int = Field(default=1000, ge=1)

@@ -11,9 +11,11 @@ worker reports only itself.
 Names follow Prometheus conventions: counters end in `_total` (added by the
 client library), durations and timestamps are in seconds, sizes in rows.
 Label values are bounded: routes are the app's path templates (anything
-else is `unmatched`), statuses are HTTP codes, labels are 0/1, and
+else is `unmatched`), statuses are HTTP codes, labels are 0/1, `use_case`
+takes one value per served use case (the registry's names, a handful), and
 `model_version` takes one value per registered version ever served (a
-handful over a process's life). Timestamps are exported rather than ages
+handful over a process's life). Shadow metrics (`driftloop_shadow_*`) count
+the rows the `challenger` version scored in the background, per use case. Timestamps are exported rather than ages
 ("seconds since the alias moved" is `time() - ..._timestamp_seconds` in
 PromQL), so a scrape never goes stale between samples.
 """
@@ -86,27 +88,29 @@ class ServingMetrics:
         )
         self.batch_size = Histogram(
             "driftloop_batch_size_rows",
-            "Reviews scored per model call (micro-batches and /predict/batch).",
+            "Rows scored per model call (micro-batches and /predict/batch), by use case.",
+            ["use_case"],
             buckets=BATCH_BUCKETS,
             registry=registry,
         )
         self.scoring_seconds = Histogram(
             "driftloop_scoring_duration_seconds",
-            "Features + model time per model call.",
+            "Features + model time per model call, by use case.",
+            ["use_case"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.score = Histogram(
             "driftloop_prediction_score",
-            "Distribution of P(positive) over answered predictions, by model version.",
-            ["model_version"],
+            "Distribution of P(label 1) over answered predictions, by model version and use case.",
+            ["model_version", "use_case"],
             buckets=SCORE_BUCKETS,
             registry=registry,
         )
         self.predicted = Counter(
             "driftloop_predictions",
-            "Answered predictions by predicted label and model version.",
-            ["label", "model_version"],
+            "Answered predictions by predicted label, model version and use case.",
+            ["label", "model_version", "use_case"],
             registry=registry,
         )
         self.model_info = Gauge(
@@ -118,20 +122,23 @@ class ServingMetrics:
         )
         self.model_loaded_at = Gauge(
             "driftloop_model_loaded_timestamp_seconds",
-            "Unix time the served model finished loading.",
+            "Unix time the served model finished loading, by use case.",
+            ["use_case"],
             registry=registry,
             multiprocess_mode="liveall",
         )
         self.alias_set_at = Gauge(
             "driftloop_model_alias_set_timestamp_seconds",
             "Unix time the serving alias was moved to the served version (its promoted_at tag; "
-            "0 when the version does not say).",
+            "0 when the version does not say), by use case.",
+            ["use_case"],
             registry=registry,
             multiprocess_mode="liveall",
         )
         self.model_load_seconds = Gauge(
             "driftloop_model_load_duration_seconds",
-            "Registry lookup + download + unpickle + self-check of the served model.",
+            "Registry lookup + download + unpickle + self-check of the served model, by use case.",
+            ["use_case"],
             registry=registry,
             multiprocess_mode="liveall",
         )
@@ -143,7 +150,8 @@ class ServingMetrics:
         )
         self.log_queue_depth = Gauge(
             "driftloop_prediction_log_queue_depth",
-            "Predictions waiting in memory to be written to the prediction log.",
+            "Predictions waiting in memory to be written to the prediction log, by table.",
+            ["table"],
             registry=registry,
             multiprocess_mode="livesum",
         )
@@ -168,12 +176,31 @@ class ServingMetrics:
             "Rate-limit checks that failed (Redis unreachable); such requests are let through.",
             registry=registry,
         )
+        self.shadow_scored = Counter(
+            "driftloop_shadow_scored_rows",
+            "Answered rows the challenger version also scored in the background, by use case.",
+            ["use_case"],
+            registry=registry,
+        )
+        self.shadow_skipped = Counter(
+            "driftloop_shadow_skipped_rows",
+            "Rows sampled for shadow scoring but not scored (queue_full, no_challenger, error).",
+            ["use_case", "reason"],
+            registry=registry,
+        )
+        self.shadow_fraction = Gauge(
+            "driftloop_shadow_fraction",
+            "Configured share of answered rows sampled for shadow scoring (0 = off), by use case.",
+            ["use_case"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
         if not self.multiprocess:
             ProcessCollector(registry=registry)
-        self._served: tuple[str, str] | None = None
+        self._served: dict[str, tuple[str, str]] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._version = "none"
-        self._score_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._version: dict[str, str] = {}
+        self._score_children: dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answered request (label lookups cached: this runs per request)."""
@@ -195,32 +222,41 @@ class ServingMetrics:
         loaded_at_unix: float,
         load_seconds: float,
         alias_set_at_unix: float | None = None,
+        use_case: str = "reviews",
     ) -> None:
-        """Point the model gauges at a newly loaded version."""
-        if self._served is not None and self._served != (name, version):
-            self.model_info.labels(*self._served).set(0)
+        """Point one use case's model gauges at a newly loaded version."""
+        previous = self._served.get(use_case)
+        if previous is not None and previous != (name, version):
+            self.model_info.labels(*previous).set(0)
         self.model_info.labels(name, version).set(1)
-        self._served = (name, version)
-        self.model_loaded_at.set(loaded_at_unix)
-        self.model_load_seconds.set(load_seconds)
-        self.alias_set_at.set(alias_set_at_unix or 0.0)
-        self._version = version
+        self._served[use_case] = (name, version)
+        self.model_loaded_at.labels(use_case).set(loaded_at_unix)
+        self.model_load_seconds.labels(use_case).set(load_seconds)
+        self.alias_set_at.labels(use_case).set(alias_set_at_unix or 0.0)
+        self._version[use_case] = version
 
     def observe_batch(
-        self, rows: int, seconds: float, scores: Sequence[float], threshold: float
+        self,
+        rows: int,
+        seconds: float,
+        scores: Sequence[float],
+        threshold: float,
+        use_case: str = "reviews",
     ) -> None:
-        """One model call: its size and time, and the score and label of every review in it."""
-        self.batch_size.observe(rows)
-        self.scoring_seconds.observe(seconds)
-        version = self._version
-        children = self._score_children.get(version)
+        """One model call: its size and time, and the score and label of every row in it."""
+        version = self._version.get(use_case, "none")
+        children = self._score_children.get((use_case, version))
         if children is None:
             children = (
-                self.score.labels(version),
-                self.predicted.labels("0", version),
-                self.predicted.labels("1", version),
+                self.score.labels(version, use_case),
+                self.predicted.labels("0", version, use_case),
+                self.predicted.labels("1", version, use_case),
+                self.batch_size.labels(use_case),
+                self.scoring_seconds.labels(use_case),
             )
-            self._score_children[version] = children
+            self._score_children[(use_case, version)] = children
+        children[3].observe(rows)
+        children[4].observe(seconds)
         observe = children[0].observe
         positives = 0
         for value in scores:

@@ -205,6 +205,11 @@ class ModelHolder:
             return f"no model loaded: {self._last_error}"
         return "no model loaded yet: the first load attempt has not finished"
 
+    def clear(self, reason: str) -> None:
+        """Stop holding a model (its alias was removed); `reason` is what /ready would say."""
+        self._current = None
+        self._last_error = reason
+
     def require(self) -> LoadedModel:
         """The current model, or ModelNotLoadedError with the reason."""
         model = self._current
@@ -371,6 +376,8 @@ class ModelHolder:
                 version = self._client().get_model_version_by_alias(name, alias)
             except MlflowException as error:
                 self._last_error = f"alias check failed, still serving: {_first_line(error)}"
+                if error.error_code in _NOT_FOUND_CODES:
+                    raise ModelNotFoundError(self._last_error) from error
                 raise RegistryUnavailableError(self._last_error) from error
             if str(version.version) == current.version:
                 return None

@@ -1,9 +1,12 @@
 """The prediction log: every answer the API gives, kept for drift checks and realised accuracy.
 
-A row holds the request id, time (UTC), model name and version, the raw text,
-every feature `features.reviews` computed for it, P(positive) and the label.
-Feedback labels arrive later through `POST /feedback` and land in a second
-table; `read_predictions` joins the latest one onto each prediction.
+A row holds the request id, time (UTC), model name and version, the raw input
+(reviews: the text; a tabular use case: its raw columns), every feature the use
+case's feature module computed for it, P(label 1) and the label. Each use case
+has its own tables (`serving.prediction_store.log_schema`). Feedback labels
+arrive later through `POST /v1/<use case>/feedback` (reviews also `/feedback`)
+and land in a second table; `read_predictions` joins the latest one onto each
+prediction. The read API is documented in `serving.prediction_store`.
 
 The request path never waits for the database: `PredictionLog.record` appends
 a tuple to an in-memory deque (a few hundred nanoseconds) and a writer thread
@@ -43,16 +46,20 @@ from serving.prediction_store import (  # noqa: F401  (re-exported: one import f
     PREDICTIONS_TABLE,
     READ_COLUMNS,
     READ_DTYPES,
+    SHADOW_PAIR_COLUMNS,
     LogRow,
+    LogSchema,
     PredictionLogError,
     UnknownRequestError,
     _from_micros,
     _redact,
     _Store,
     default_url,
+    log_schema,
     now_micros,
     open_store,
     read_predictions,
+    read_shadow_pairs,
     to_micros,
 )
 
@@ -74,12 +81,13 @@ class LogStats:
 
 
 class PredictionLog:
-    """Queue + background writer thread for one process."""
+    """Queue + background writer thread for one process and one table (`schema`, default reviews)."""
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        schema: LogSchema | None = None,
         flush_seconds: float = 0.25,
         batch_rows: int = 1000,
         max_queue: int = 200_000,
@@ -87,8 +95,10 @@ class PredictionLog:
         on_dropped: Callable[[int], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
     ) -> None:
-        self.store = open_store(url)
+        self.store = open_store(url, schema)
+        self.schema = self.store.schema
         self.url = self.store.url
+        self._text_indices = self.schema.text_indices
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
         self.max_queue = max_queue
@@ -210,7 +220,7 @@ class PredictionLog:
                     break
                 self._wake.wait(self.flush_seconds)
                 self._wake.clear()
-            batch = [_storable(row) for row in self._take()]
+            batch = [_storable(row, self._text_indices) for row in self._take()]
             if self._on_depth is not None:
                 self._on_depth(len(self._queue))
             if not batch:
@@ -299,14 +309,11 @@ class PredictionLog:
                 _close_quietly(connection)
 
 
-_TEXT_FIELDS = (0, 2, 3, 4, LOG_COLUMNS.index("text_clean"))
-
-
-def _storable(row: LogRow) -> LogRow:
+def _storable(row: LogRow, text_fields: Sequence[int]) -> LogRow:
     """The row with lone surrogates (valid in a Python str, not in UTF-8) replaced by U+FFFD."""
     bad = [
         i
-        for i in _TEXT_FIELDS
+        for i in text_fields
         if isinstance(row[i], str) and not row[i].isascii() and not _encodes(row[i])
     ]
     if not bad:

@@ -28,7 +28,6 @@ from core.usecases import DEFAULT_USE_CASE, get_use_case
 from serving.deps import AdminDep, HolderDep, ModelDep, RuntimeDep
 from serving.metrics import CONTENT_TYPE
 from serving.model import LoadedModel, ModelLoadError
-from serving.prediction_log import UnknownRequestError
 from serving.query import strict_bool
 from serving.ratelimit import RateLimiterUnavailableError, retry_after_header
 from serving.runtime import ServingRuntime
@@ -208,6 +207,8 @@ async def predict(request: Request) -> Response:
     probability = float(scored.probabilities[0])
     label = int(probability >= scored.model.threshold(settings.decision_threshold))
     runtime.log_predictions((request_id,), (text,), scored, (label,))
+    if runtime.shadow is not None:
+        runtime.shadow.offer((request_id,), (text,), scored)
     payload: dict[str, Any] = {
         "label": label,
         "label_name": LABEL_NAMES[label],
@@ -257,6 +258,8 @@ async def predict_batch(
     labels = [int(p >= threshold) for p in probabilities]
     item_ids = [f"{request_id}-{i}" for i in range(len(texts))]
     runtime.log_predictions(item_ids, texts, scored, labels)
+    if runtime.shadow is not None:
+        runtime.shadow.offer(item_ids, texts, scored)
     return _json(
         {
             "model_version": scored.model.version,
@@ -293,30 +296,15 @@ async def predict_batch(
     summary="Report the true label of an earlier prediction",
     tags=["predict"],
 )
-async def feedback(
-    body: FeedbackRequest, request: Request, runtime: RuntimeDep
-) -> FeedbackResponse:
-    """Store the label durably (before answering); the latest label per request id counts."""
-    await _rate_limit(runtime, request, "/feedback", 1)
-    prediction_log = runtime.prediction_log
-    if prediction_log is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="the prediction log is turned off (DRIFTLOOP_PREDICTION_LOG_ENABLED=false)",
-        )
-    settings = runtime.settings
-    wait = 2 * settings.prediction_log_flush_seconds + 0.1 if settings.workers > 1 else 0.0
-    try:
-        ts_us = await anyio.to_thread.run_sync(
-            lambda: prediction_log.add_feedback(body.request_id, body.label, wait_seconds=wait)
-        )
-    except UnknownRequestError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
-    except Exception as error:  # the store's driver errors differ between SQLite and Postgres
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"could not store feedback in the prediction log: {error}",
-        ) from error
+async def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+    """Store the label durably (before answering); the latest label per request id counts.
+
+    The same as `POST /v1/reviews/feedback`.
+    """
+    from serving.usecase_routes import store_feedback
+
+    rt = request.app.state.use_cases[DEFAULT_USE_CASE]
+    ts_us = await store_feedback(request, rt, body.request_id, body.label, "/feedback")
     return FeedbackResponse(
         request_id=body.request_id,
         label=body.label,
@@ -350,7 +338,13 @@ async def ready(holder: HolderDep) -> Readiness:
     tags=["ops"],
 )
 async def model_info(model: ModelDep, holder: HolderDep, runtime: RuntimeDep) -> ModelInfo:
-    return ModelInfo.of(model, holder, runtime.settings.decision_threshold)
+    return ModelInfo.of(
+        model,
+        holder,
+        runtime.settings.decision_threshold,
+        runtime.shadow,
+        runtime.settings.shadow_alias,
+    )
 
 
 @router.get(
@@ -361,8 +355,10 @@ async def model_info(model: ModelDep, holder: HolderDep, runtime: RuntimeDep) ->
     responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
 )
 async def metrics(runtime: RuntimeDep) -> Response:
-    if runtime.prediction_log is not None:
-        runtime.metrics.log_queue_depth.set(runtime.prediction_log.depth)
+    for prediction_log in runtime.prediction_logs:
+        runtime.metrics.log_queue_depth.labels(prediction_log.schema.predictions_table).set(
+            prediction_log.depth
+        )
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from serving.batching import MicroBatcher, Scored
 from serving.config import ServingSettings
@@ -12,10 +13,17 @@ from serving.model import ModelHolder
 from serving.prediction_log import PredictionLog
 from serving.ratelimit import RateLimiter
 
+if TYPE_CHECKING:
+    from serving.shadow import ShadowScorer
+
 
 @dataclass
 class ServingRuntime:
-    """Settings, model holder, batcher, prediction log, rate limiter and metrics of one app."""
+    """Settings, model holder, batcher, prediction logs, rate limiter, metrics and shadow of one app.
+
+    `holder`, `batcher`, `prediction_log` and `shadow` are the default use case's (the
+    unprefixed endpoints); every use case's are in `app.state.use_cases`.
+    """
 
     settings: ServingSettings
     holder: ModelHolder
@@ -23,6 +31,9 @@ class ServingRuntime:
     batcher: MicroBatcher
     prediction_log: PredictionLog | None
     rate_limiter: RateLimiter | None
+    shadow: ShadowScorer | None = None
+    prediction_logs: list[PredictionLog] = field(default_factory=list)
+    """Every log this app writes (each use case's predictions and shadow tables)."""
 
     def log_predictions(
         self,

@@ -21,6 +21,20 @@ class Readiness(BaseModel):
     model_version: str
 
 
+class ShadowInfo(BaseModel):
+    """Whether a challenger scores a share of live traffic in the background."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    enabled: bool = Field(..., description="DRIFTLOOP_SHADOW_FRACTION > 0 on this server.")
+    alias: str = Field(..., description="The alias whose version shadow-scores.")
+    fraction: float = Field(..., description="Share of answered rows sampled (by request id).")
+    version: str | None = Field(
+        ..., description="The challenger version loaded now (None: the alias is not set)."
+    )
+    scored_rows: int = Field(..., description="Rows this process shadow-scored so far.")
+
+
 class ModelInfo(BaseModel):
     """Which model answers, where it came from, and how long it took to load."""
 
@@ -54,12 +68,32 @@ class ModelInfo(BaseModel):
         default=None,
         description="Set when a newer alias target could not be loaded; this model still serves.",
     )
+    shadow: ShadowInfo | None = Field(
+        default=None, description="Shadow scoring by the challenger (see DRIFTLOOP_SHADOW_*)."
+    )
 
     @classmethod
-    def of(cls, model: Any, holder: Any, default_threshold: float) -> ModelInfo:
-        """What /model-info answers for a loaded model and the holder that keeps it."""
+    def of(
+        cls,
+        model: Any,
+        holder: Any,
+        default_threshold: float,
+        shadow: Any = None,
+        shadow_alias: str = "challenger",
+    ) -> ModelInfo:
+        """What /model-info answers for a loaded model, its holder and its shadow scorer.
+
+        `shadow` None means shadow scoring is off (DRIFTLOOP_SHADOW_FRACTION=0).
+        """
+        if shadow is not None:
+            info = ShadowInfo(**vars(shadow.status()))
+        else:
+            info = ShadowInfo(
+                enabled=False, alias=shadow_alias, fraction=0.0, version=None, scored_rows=0
+            )
         return cls(
             decision_threshold=model.threshold(default_threshold),
+            shadow=info,
             name=model.name,
             alias=model.alias,
             version=model.version,

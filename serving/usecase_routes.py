@@ -1,10 +1,12 @@
-"""Per-use-case endpoints: `/v1/{use_case}/predict`, `/predict/batch`, `/model-info`.
+"""Per-use-case endpoints: `/v1/{use_case}/predict`, `/predict/batch`, `/feedback`, `/model-info`.
 
 One set of routes per served use case, each with that use case's contract `PredictRequest` as
 its body, so `/docs` shows every field with its range. Each use case has its own model holder
-(its registered model's `champion`, hot-reloaded), its own micro-batcher and its self-checked
-scorer; rate limits, body and batch limits, request ids and the middleware are shared. The
-review endpoints (`/predict`, ...) are aliases of `/v1/reviews/...` served by the same holder.
+(its registered model's `champion`, hot-reloaded), its own micro-batcher, its self-checked
+scorer, its own prediction-log tables and, when on, its shadow challenger; rate limits, body
+and batch limits, request ids and the middleware are shared, and the metrics carry a
+`use_case` label. The review endpoints (`/predict`, `/feedback`, ...) are aliases of
+`/v1/reviews/...` served by the same holder and log.
 
 Reason codes: when the registry names an `explain` hook for the use case, each prediction
 carries `reasons` (strongest first), computed from the served model and the feature row.
@@ -13,20 +15,22 @@ carries `reasons` (strongest first), computed from the served model and the feat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.batching import MicroBatcher, Scored
 from serving.model import ModelHolder
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import PredictionLog, UnknownRequestError
 from serving.query import strict_bool
 from serving.schemas import ErrorDetail, ModelInfo
+from serving.shadow import ShadowScorer
 from serving.usecase import ServedUseCase
 
 V1_PREFIX = "/v1"
@@ -58,6 +62,22 @@ class UseCaseBatchResponse(BaseModel):
     predictions: list[UseCasePrediction]
 
 
+class UseCaseFeedback(BaseModel):
+    """The true label of an earlier prediction of this use case, once it is known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(..., min_length=1, max_length=200, description="From a prediction.")
+    label: Literal[0, 1] = Field(..., description="The observed outcome (0 or 1).")
+
+
+class UseCaseFeedbackResponse(BaseModel):
+    request_id: str
+    label: int
+    label_name: str
+    received_at: datetime
+
+
 @dataclass
 class UseCaseRuntime:
     """What one served use case scores with; settings, limits and metrics live in the app's."""
@@ -66,9 +86,42 @@ class UseCaseRuntime:
     holder: ModelHolder
     batcher: MicroBatcher
     prediction_log: PredictionLog | None = None
-    log_predictions: (
-        Callable[[Sequence[str], Sequence[Any], Scored, Sequence[int]], None] | None
-    ) = None
+    shadow: ShadowScorer | None = None
+
+    def log_predictions(
+        self,
+        request_ids: Sequence[str],
+        items: Sequence[Any],
+        scored: Scored,
+        labels: Sequence[int],
+    ) -> None:
+        """Queue one prediction-log row per item (never blocks): raw columns, features, score."""
+        log = self.prediction_log
+        if log is None:
+            return
+        model = scored.model
+        ts_us = scored.ts_us
+        uc = self.use_case
+        if uc.kind == "text":
+            raws: list[tuple[Any, ...]] = [(item,) for item in items]
+        else:
+            raws = [tuple(item.get(c) for c in uc.raw_columns) for item in items]
+        record = log.record
+        for request_id, raw, features, probability, label in zip(
+            request_ids, raws, scored.feature_rows, scored.probabilities, labels, strict=True
+        ):
+            record(
+                (
+                    request_id,
+                    ts_us,
+                    model.name,
+                    model.version,
+                    *raw,
+                    *features,
+                    float(probability),
+                    int(label),
+                )
+            )
 
 
 def _json(payload: dict[str, Any]) -> Response:
@@ -136,8 +189,9 @@ async def _score(
     threshold = scored.model.threshold(settings.decision_threshold)
     probabilities = [float(p) for p in scored.probabilities]
     labels = [int(p >= threshold) for p in probabilities]
-    if rt.log_predictions is not None:
-        rt.log_predictions(item_ids, items, scored, labels)
+    rt.log_predictions(item_ids, items, scored, labels)
+    if rt.shadow is not None:
+        rt.shadow.offer(item_ids, items, scored)
     reasons = await anyio.to_thread.run_sync(_reasons, rt, scored) if rt.use_case.explain else None
     names = rt.use_case.label_names
     predictions = []
@@ -155,6 +209,36 @@ async def _score(
             row["reasons"] = reasons[i]
         predictions.append(row)
     return scored, predictions
+
+
+async def store_feedback(
+    request: Request, rt: UseCaseRuntime, request_id: str, label: int, route: str
+) -> int:
+    """Store a label in the use case's feedback table; 404 for an unknown id (µs time stored)."""
+    from serving.routes import _rate_limit
+
+    runtime = request.app.state.runtime
+    await _rate_limit(runtime, request, route, 1)
+    prediction_log = rt.prediction_log
+    if prediction_log is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the prediction log is turned off (DRIFTLOOP_PREDICTION_LOG_ENABLED=false)",
+        )
+    settings = runtime.settings
+    wait = 2 * settings.prediction_log_flush_seconds + 0.1 if settings.workers > 1 else 0.0
+    try:
+        ts_us: int = await anyio.to_thread.run_sync(
+            lambda: prediction_log.add_feedback(request_id, label, wait_seconds=wait)
+        )
+    except UnknownRequestError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    except Exception as error:  # the store's driver errors differ between SQLite and Postgres
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"could not store feedback in the prediction log: {error}",
+        ) from error
+    return ts_us
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -297,7 +381,52 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
     async def model_info(request: Request) -> ModelInfo:
         rt: UseCaseRuntime = request.app.state.use_cases[name]
         model = rt.holder.require()
-        settings = request.app.state.runtime.settings
-        return ModelInfo.of(model, rt.holder, settings.decision_threshold)
+        settings = request.app.state.settings
+        return ModelInfo.of(
+            model, rt.holder, settings.decision_threshold, rt.shadow, settings.shadow_alias
+        )
+
+    @router.post(
+        "/feedback",
+        response_model=UseCaseFeedbackResponse,
+        status_code=status.HTTP_201_CREATED,
+        responses={
+            status.HTTP_404_NOT_FOUND: {
+                "model": ErrorDetail,
+                "description": f"No {name} prediction with this request id was logged.",
+            },
+            status.HTTP_503_SERVICE_UNAVAILABLE: {
+                "model": ErrorDetail,
+                "description": "The prediction log is turned off or unreachable.",
+            },
+            status.HTTP_429_TOO_MANY_REQUESTS: _ERRORS[status.HTTP_429_TOO_MANY_REQUESTS],
+            status.HTTP_413_CONTENT_TOO_LARGE: {
+                "model": ErrorDetail,
+                "description": "Body larger than DRIFTLOOP_MAX_BODY_BYTES.",
+            },
+            status.HTTP_400_BAD_REQUEST: {
+                "model": ErrorDetail,
+                "description": "The body could not be read as text (not UTF-8).",
+            },
+            status.HTTP_504_GATEWAY_TIMEOUT: {
+                "model": ErrorDetail,
+                "description": "No answer within DRIFTLOOP_REQUEST_TIMEOUT_SECONDS.",
+            },
+        },
+        summary=f"Report the true outcome of an earlier {name} prediction",
+        name=f"{name}_feedback",
+    )
+    async def feedback(body: UseCaseFeedback, request: Request) -> UseCaseFeedbackResponse:
+        """Store the label durably (before answering); the latest label per request id counts."""
+        rt: UseCaseRuntime = request.app.state.use_cases[name]
+        ts_us = await store_feedback(
+            request, rt, body.request_id, body.label, f"/v1/{name}/feedback"
+        )
+        return UseCaseFeedbackResponse(
+            request_id=body.request_id,
+            label=body.label,
+            label_name=rt.use_case.label_names[body.label],
+            received_at=datetime.fromtimestamp(ts_us / 1e6, UTC),
+        )
 
     app.include_router(router)

@@ -92,7 +92,7 @@ def test_third_use_case_end_to_end(spark, tiny: str, tmp_path: Path, driftloop_h
         load_retry_seconds=0.1,
         startup_wait_seconds=60.0,
         gc_freeze=False,
-        prediction_log_enabled=False,
+        prediction_log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
     )
     with TestClient(create_app(settings)) as client:
         for _ in range(100):
@@ -133,3 +133,25 @@ def test_third_use_case_end_to_end(spark, tiny: str, tmp_path: Path, driftloop_h
         docs = client.get("/openapi.json").json()
         schema = docs["paths"][f"/v1/{tiny}/predict"]["post"]["requestBody"]["content"]
         assert schema["application/json"]["schema"]["properties"]["amount"]["maximum"] == 10_000.0
+
+        # Its traffic is in its own prediction-log table, and takes feedback like any other.
+        label = client.post(
+            f"/v1/{tiny}/feedback", json={"request_id": body["request_id"], "label": 1}
+        )
+        assert label.status_code == 201, label.text
+    from datetime import UTC, datetime, timedelta
+
+    from serving.prediction_log import read_predictions
+
+    now = datetime.now(UTC)
+    logged = read_predictions(
+        f"sqlite:///{tmp_path / 'predictions.db'}",
+        now - timedelta(hours=1),
+        now + timedelta(seconds=1),
+        use_case=tiny,
+    )
+    assert len(logged) == 3
+    assert logged["amount"].tolist() == [250.0, 250.0, 1.0]
+    assert logged["channel"].tolist() == ["web"] * 3
+    assert logged["is_web"].tolist() == [1, 1, 1]
+    assert logged["feedback_label"].tolist()[0] == 1

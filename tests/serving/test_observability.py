@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.logs import JsonFormatter, request_id_var
 
+UC_V1 = 'model_version="1",use_case="reviews"'
+
 
 def _sample(text: str, name: str, labels: str = "") -> float:
     """The value of one sample line `name{labels} value` in exposition text."""
@@ -56,10 +58,10 @@ def test_metrics_count_requests_batches_scores_labels_and_the_model(
         == 1
     )
     assert _sample(text, "driftloop_http_request_duration_seconds_count", 'route="/predict"') == 4
-    assert _sample(text, "driftloop_batch_size_rows_sum") == 5
-    assert _sample(text, "driftloop_prediction_score_count", 'model_version="1"') == 5
+    assert _sample(text, "driftloop_batch_size_rows_sum", 'use_case="reviews"') == 5
+    assert _sample(text, "driftloop_prediction_score_count", UC_V1) == 5
     positives = sum(a["label"] for a in answers)
-    one, zero = 'label="1",model_version="1"', 'label="0",model_version="1"'
+    one, zero = f'label="1",{UC_V1}', f'label="0",{UC_V1}'
     assert _sample(text, "driftloop_predictions_total", one) >= positives
     assert (
         _sample(text, "driftloop_predictions_total", zero)
@@ -68,9 +70,9 @@ def test_metrics_count_requests_batches_scores_labels_and_the_model(
     )
     assert _sample(text, "driftloop_model_info", f'name="{champion_name}",version="1"') == 1
     assert _sample(text, "driftloop_model_reloads_total", 'outcome="loaded"') == 1
-    assert _sample(text, "driftloop_model_load_duration_seconds") > 0
-    assert _sample(text, "driftloop_model_loaded_timestamp_seconds") > 1.7e9
-    assert _sample(text, "driftloop_prediction_log_queue_depth") >= 0
+    assert _sample(text, "driftloop_model_load_duration_seconds", 'use_case="reviews"') > 0
+    assert _sample(text, "driftloop_model_loaded_timestamp_seconds", 'use_case="reviews"') > 1.7e9
+    assert _sample(text, "driftloop_prediction_log_queue_depth", 'table="predictions"') >= 0
     assert "process_cpu_seconds_total" in text
 
 
@@ -86,7 +88,10 @@ def test_alias_timestamp_comes_from_the_promoted_at_tag(
     with TestClient(create_app(settings_for(model_name, prediction_log_enabled=False))) as client:
         text = client.get("/metrics").text
 
-    assert _sample(text, "driftloop_model_alias_set_timestamp_seconds") == 1772366400.0
+    assert (
+        _sample(text, "driftloop_model_alias_set_timestamp_seconds", 'use_case="reviews"')
+        == 1772366400.0
+    )
 
 
 def test_metrics_content_type_is_prometheus_text(served: TestClient) -> None:
