@@ -75,14 +75,17 @@ down: ## stop everything `make demo` / `make up` started
 status: ## show which services run and are healthy
 	@$(STACK) status
 
-.PHONY: bench bench-quality bench-drift bench-serving bench-features
+.PHONY: bench bench-quality bench-drift bench-drift-calibrate bench-serving bench-features
 bench: bench-serving bench-features bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json)
 
 bench-quality: setup ## model search quality: IMDB vs the published table; USE_CASE=credit: UCI credit default
 	$(if $(filter credit,$(USE_CASE)),$(PY) -m bench.quality_credit,$(PY) -m bench.quality_bench)
 
-bench-drift: setup ## detection / false-alarm rates over replayed daily batches
+bench-drift: setup ## held-out detection / false-alarm rates over replayed daily batches
 	$(PY) -m bench.drift_bench
+
+bench-drift-calibrate: setup ## choose the drift decision's thresholds on the calibration seed's days
+	$(PY) -m bench.drift_calibrate
 
 bench-serving: setup ## this API vs `mlflow models serve` on the same model version (needs wrk)
 	$(PY) -m bench.serving_bench

@@ -29,6 +29,9 @@ CHECK_NAMES: tuple[str, ...] = (
     "text_descriptors",
 )
 
+# How the checks' evidence becomes the day's decision (see monitoring.drift).
+DECISION_METHODS: tuple[str, ...] = ("combined", "votes")
+
 
 @dataclass(frozen=True)
 class DriftThresholds:
@@ -55,6 +58,13 @@ class DriftThresholds:
     descriptor_drifted_share: float
     check_weights: dict[str, float]
     min_votes: float
+    decision_method: str
+    check_null_mean: dict[str, float]
+    check_null_sd: dict[str, float]
+    combine_weights: dict[str, float]
+    combined_null_sd: float
+    z_cap: float
+    combined_threshold: float
     decision_threshold: float
     min_labels: int
     max_accuracy_drop: float
@@ -85,6 +95,25 @@ class DriftThresholds:
                 f"min_votes={self.min_votes} can never be reached with check_weights "
                 f"{self.check_weights} (must be > 0 and <= their sum)"
             )
+
+        if self.decision_method not in DECISION_METHODS:
+            raise ValueError(
+                f"decision_method must be one of {list(DECISION_METHODS)}, "
+                f"got {self.decision_method!r}"
+            )
+        for name in ("check_null_mean", "check_null_sd", "combine_weights"):
+            if set(getattr(self, name)) != set(CHECK_NAMES):
+                raise ValueError(
+                    f"{name} must give a value to each of {list(CHECK_NAMES)}; "
+                    f"got {sorted(getattr(self, name))}"
+                )
+        if any(sd <= 0 for sd in self.check_null_sd.values()):
+            raise ValueError(f"check_null_sd must be > 0, got {self.check_null_sd}")
+        if any(w < 0 for w in self.combine_weights.values()):
+            raise ValueError(f"combine_weights must be >= 0, got {self.combine_weights}")
+        for name in ("combined_null_sd", "z_cap"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"threshold {name} must be > 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (logged with every result, so a decision can be replayed)."""

@@ -16,15 +16,27 @@ still what the champion was trained on?"):
 | `text_descriptors` | Evidently drift tests on text descriptors of `text_clean` (length,|
 |                    | words, sentences, out-of-vocabulary share, lexicon polarity)      |
 
-Each check that fires adds its weight (`check_weights`) to a vote; the day is
-`drift` when the votes reach `min_votes`. With the shipped weights one ordinary
-check alone is not enough: on its own it is more often noise or a harmless
-change (a campaign shifting the share of positive reviews moves the scores but
-not the text) than a domain the model does not know. The domain classifier
-counts double, being scored on held-out rows. Fewer than `min_rows`
-predictions give `insufficient_data`, never an alarm. Every number computed
-lands in `DriftResult.metrics`, and the Evidently report is kept as HTML and
-JSON.
+Each check reports a continuous statistic (its `statistic`) and whether it
+crossed its own threshold (`fired`). The day's decision combines the
+statistics rather than counting the checks that fired (`decision_method:
+combined`, the default): each statistic becomes a z-score against its spread
+on calibration days of ordinary in-domain traffic (`check_null_mean`,
+`check_null_sd`), capped at `z_cap` so that no single check can decide alone,
+and the weighted sum, divided by its own spread on those days
+(`combined_null_sd`), is a Stouffer-style combined z. The day is `drift` when
+it reaches `combined_threshold`. A 35 %-foreign day moves every statistic a
+little, which the combination adds up while no single threshold is crossed.
+The calibration is `python -m bench.drift_calibrate`; its evidence is in
+`bench/results/drift_calibration.json`. `decision_method: votes` keeps the
+older rule (each fired check adds its `check_weights` weight; drift at
+`min_votes`).
+
+A check that fires on a day that is not `drift` (a prior shift: a day of only
+negative reviews moves the scores but not the text) is a **warning**: listed in
+`DriftResult.warnings` with its numbers, logged, pushed, never dropped. Fewer
+than `min_rows` predictions give `insufficient_data`, never an alarm. Every
+number computed lands in `DriftResult.metrics`, and the Evidently report is
+kept as HTML and JSON.
 
 Evidently is imported inside `_run_evidently` only: it takes ~12 s to import and
 the serving process must never load it.
@@ -84,6 +96,7 @@ class DriftResult:
     report_json: str | None = None
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
@@ -232,14 +245,88 @@ def _run_evidently(
     return drifts
 
 
-def _share_check(flags: dict[str, bool], share_threshold: float, what: str) -> dict[str, Any]:
+def _share_check(
+    flags: dict[str, bool], share_threshold: float, what: str, scores: list[float | None]
+) -> dict[str, Any]:
     drifted = sorted(c for c, flag in flags.items() if flag)
     share = len(drifted) / len(flags) if flags else 0.0
+    present = [float(v) for v in scores if v is not None and math.isfinite(float(v))]
     return {
         "fired": bool(flags) and share >= share_threshold,
         "value": share,
         "threshold": share_threshold,
+        "statistic": float(np.mean(present)) if present else None,
         "detail": f"{len(drifted)}/{len(flags)} {what}: {', '.join(drifted) or 'none'}",
+    }
+
+
+# What each check's `statistic` is (the continuous figure the combination uses).
+CHECK_STATISTICS: dict[str, str] = {
+    "feature_drift": "mean per-feature drift score (feature_method) of the numeric features",
+    "feature_psi": "mean PSI of the numeric features",
+    "prediction_drift": "drift score (prediction_method) of the predicted score",
+    "text_domain": "ROC-AUC of the reference-vs-current domain classifier",
+    "text_descriptors": "mean drift score (descriptor_method) of the text descriptors",
+}
+
+
+def combine_checks(
+    checks: dict[str, dict[str, Any]], thresholds: DriftThresholds
+) -> dict[str, Any]:
+    """The checks' evidence as one figure: capped z-scores, weighted, Stouffer-style.
+
+    z_i = (statistic_i - check_null_mean_i) / check_null_sd_i, clipped to
+    [-z_cap, z_cap]; combined = sum(w_i * z_i) / combined_null_sd. A check
+    without a statistic (skipped) contributes nothing. Pure function of the
+    checks and thresholds, so a calibration can replay a day's decision.
+    """
+    z: dict[str, float | None] = {}
+    total = 0.0
+    for name in CHECKS:
+        statistic = checks.get(name, {}).get("statistic")
+        if statistic is None or not math.isfinite(float(statistic)):
+            z[name] = None
+            continue
+        raw = (float(statistic) - thresholds.check_null_mean[name]) / thresholds.check_null_sd[name]
+        capped = max(-thresholds.z_cap, min(thresholds.z_cap, raw))
+        z[name] = capped
+        total += thresholds.combine_weights[name] * capped
+    combined = total / thresholds.combined_null_sd
+    return {
+        "z": z,
+        "score": combined,
+        "threshold": thresholds.combined_threshold,
+        "drift": combined >= thresholds.combined_threshold,
+    }
+
+
+def decide(checks: dict[str, dict[str, Any]], thresholds: DriftThresholds) -> dict[str, Any]:
+    """The day's decision from its checks: `{"decision", "votes", "combined", "warnings"}`.
+
+    `warnings` are the checks that fired although the day is not `drift`.
+    """
+    fired = [name for name in CHECKS if checks.get(name, {}).get("fired")]
+    votes = sum(thresholds.check_weights[name] for name in fired)
+    combined = combine_checks(checks, thresholds)
+    if thresholds.decision_method == "combined":
+        drift = bool(combined["drift"])
+    else:
+        drift = votes >= thresholds.min_votes
+    warnings = [] if drift else [_reason(name, checks[name]) for name in fired]
+    return {
+        "decision": DRIFT if drift else NO_DRIFT,
+        "votes": votes,
+        "combined": combined,
+        "warnings": warnings,
+    }
+
+
+def _reason(name: str, check: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metric": name,
+        "value": check["value"],
+        "threshold": check["threshold"],
+        "detail": check["detail"],
     }
 
 
@@ -310,6 +397,7 @@ def check_drift(
         {c: bool(v["drifted"]) for c, v in features.items()},
         thresholds.drifted_share,
         f"numeric features drifted ({thresholds.feature_method})",
+        [v["drift_score"] for v in features.values()],
     )
     checks["feature_psi"] = _share_check(
         {
@@ -318,11 +406,13 @@ def check_drift(
         },
         thresholds.drifted_share,
         f"numeric features with PSI >= {thresholds.psi_threshold}",
+        [v["psi"] for v in features.values()],
     )
     checks["text_descriptors"] = _share_check(
         {c: bool(v["drifted"]) for c, v in descriptors.items()},
         thresholds.descriptor_drifted_share,
         f"text descriptors drifted ({thresholds.descriptor_method})",
+        [v["drift_score"] for v in descriptors.values()],
     )
     metrics["feature_drifted_share"] = checks["feature_drift"]["value"]
     metrics["feature_psi_share"] = checks["feature_psi"]["value"]
@@ -343,6 +433,7 @@ def check_drift(
             "fired": bool(score["drifted"]),
             "value": score["drift_score"],
             "threshold": score["threshold"],
+            "statistic": score["drift_score"],
             "detail": f"score drift by {score['method']}; mean score "
             f"{metrics['prediction']['reference_mean_score']:.3f} -> "
             f"{metrics['prediction']['current_mean_score']:.3f}",
@@ -353,6 +444,7 @@ def check_drift(
             "fired": False,
             "value": None,
             "threshold": thresholds.prediction_threshold,
+            "statistic": None,
             "detail": f"skipped: '{SCORE}' missing or empty in reference or current",
         }
 
@@ -369,6 +461,7 @@ def check_drift(
             "fired": bool(text["drifted"]),
             "value": text["drift_score"],
             "threshold": text["threshold"],
+            "statistic": text["drift_score"],
             "detail": f"reference-vs-current classifier ROC-AUC {text['drift_score']:.3f} "
             f"({text['method']})",
         }
@@ -378,21 +471,34 @@ def check_drift(
             "fired": False,
             "value": None,
             "threshold": thresholds.text_threshold,
+            "statistic": None,
             "detail": "skipped: text_clean is empty in reference or current",
         }
 
     checks = {name: checks[name] for name in CHECKS}
-    reasons = [
-        {"metric": name, "value": c["value"], "threshold": c["threshold"], "detail": c["detail"]}
-        for name, c in checks.items()
-        if c["fired"]
-    ]
-    votes = sum(thresholds.check_weights[r["metric"]] for r in reasons)
-    metrics["checks_fired"] = len(reasons)
-    metrics["votes"] = votes
-    decision = DRIFT if votes >= thresholds.min_votes else NO_DRIFT
+    verdict = decide(checks, thresholds)
+    combined = verdict["combined"]
+    reasons: list[dict[str, Any]] = []
+    if verdict["decision"] == DRIFT:
+        # What made the day drift: the combined figure first (when it decides),
+        # then every check that crossed its own threshold.
+        if thresholds.decision_method == "combined":
+            z = ", ".join(f"{k} {v:.2f}" for k, v in combined["z"].items() if v is not None)
+            reasons.append(
+                {
+                    "metric": "combined",
+                    "value": combined["score"],
+                    "threshold": combined["threshold"],
+                    "detail": f"combined z of the checks' statistics (capped z: {z})",
+                }
+            )
+        reasons.extend(_reason(name, c) for name, c in checks.items() if c["fired"])
+    metrics["checks_fired"] = sum(1 for c in checks.values() if c["fired"])
+    metrics["votes"] = verdict["votes"]
+    metrics["combined"] = combined
+    metrics["warnings"] = len(verdict["warnings"])
     result = DriftResult(
-        decision=decision,
+        decision=verdict["decision"],
         reasons=reasons,
         metrics=metrics,
         n_reference=n_ref,
@@ -401,6 +507,7 @@ def check_drift(
         report_json=str(json_path),
         checks=checks,
         thresholds=thresholds.to_dict(),
+        warnings=verdict["warnings"],
     )
     _write_summary(result, target)
     return result

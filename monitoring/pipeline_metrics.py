@@ -91,6 +91,15 @@ def drift_samples(
             value = _number(outcome.get(key))
             if value is not None:
                 samples.append(Sample(f"driftloop_drift_check_{suffix}", value, text, labels))
+    samples.extend(warning_samples(drift))
+    combined = (drift.get("metrics") or {}).get("combined") or {}
+    for key, name, text in (
+        ("score", "driftloop_drift_combined_score", "Combined z of the checks' statistics."),
+        ("threshold", "driftloop_drift_combined_threshold", "Combined z at which a day is drift."),
+    ):
+        value = _number(combined.get(key))
+        if value is not None:
+            samples.append(Sample(name, value, text))
     for key, name, text in (
         ("votes", "driftloop_drift_votes", "Weighted votes of the checks that fired."),
         ("n_current", "driftloop_drift_window_rows", "Logged predictions in the window."),
@@ -99,6 +108,33 @@ def drift_samples(
         if value is not None:
             samples.append(Sample(name, value, text))
     samples.extend(performance_samples(performance, _number(drift.get("n_current"))))
+    return samples
+
+
+def warning_samples(drift: Mapping[str, Any]) -> list[Sample]:
+    """Checks that fired on a day that is not drift (e.g. a prior shift): never dropped.
+
+    `driftloop_drift_check_warning{check}` is 1 for each such check (0 for the
+    others), `driftloop_drift_warnings` counts them.
+    """
+    warned = {str(w.get("metric")) for w in drift.get("warnings") or []}
+    checks = sorted(set(drift.get("checks") or {}) | warned)
+    samples = [
+        Sample(
+            "driftloop_drift_check_warning",
+            float(check in warned),
+            "1 when the check fired but the day's decision is not drift (a warning).",
+            {"check": check},
+        )
+        for check in checks
+    ]
+    samples.append(
+        Sample(
+            "driftloop_drift_warnings",
+            float(len(warned)),
+            "Checks that fired on the latest window without making it drift.",
+        )
+    )
     return samples
 
 

@@ -154,6 +154,16 @@ def detect_drift(
     result = check_drift(load_profile(reference["profile_path"]), current, thresholds, out_dir)
     outcome = result.to_dict()
     log.info("drift report: %s (JSON: %s)", result.report_html, result.report_json)
+    for warning in result.warnings:
+        log.warning(
+            "drift check warning: %s fired on its own (value %s, threshold %s: %s); the day "
+            "is %s, so nothing is retrained for it",
+            warning["metric"],
+            warning["value"],
+            warning["threshold"],
+            warning["detail"],
+            result.decision,
+        )
     outcome["mlflow_run_id"] = _log_monitoring_run(window, reference, outcome)
     _publish_report_link(outcome)
     log.info("detect_drift done: %s; reasons: %s", result.decision, result.reasons)
@@ -202,6 +212,7 @@ def _log_monitoring_run(
                 "champion_version": reference.get("version", ""),
                 "window_start": window["window_start"],
                 "window_end": window["window_end"],
+                "warnings": warning_tag(outcome.get("warnings") or []),
             }
         )
         mlflow.log_metric("rows", window["rows"])
@@ -214,6 +225,16 @@ def _log_monitoring_run(
             if outcome.get(key) and Path(outcome[key]).exists():
                 mlflow.log_artifact(outcome[key], artifact_path="drift")
         return str(run.info.run_id)
+
+
+def warning_tag(warnings: list[dict[str, Any]]) -> str:
+    """The checks that fired without making the day drift, with their numbers ("" if none)."""
+    return "; ".join(
+        f"{w['metric']}={w['value']:.4g} (threshold {w['threshold']})"
+        if isinstance(w.get("value"), int | float)
+        else f"{w['metric']}={w.get('value')} (threshold {w.get('threshold')})"
+        for w in warnings
+    )
 
 
 def check_performance(

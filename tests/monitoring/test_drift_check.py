@@ -58,10 +58,13 @@ def test_new_domain_is_drift_and_says_why(products_result: DriftResult) -> None:
     fired = [r["metric"] for r in result.reasons]
     assert "text_domain" in fired
     assert result.metrics["text_domain"]["roc_auc"] > 0.9
-    weights = result.thresholds["check_weights"]
-    assert sum(weights[name] for name in fired) >= result.thresholds["min_votes"]
+    combined = result.metrics["combined"]
+    assert combined["score"] >= combined["threshold"] == result.thresholds["combined_threshold"]
+    assert result.reasons[0]["metric"] == "combined"
+    assert result.warnings == []
     for reason in result.reasons:
         assert set(reason) == {"metric", "value", "threshold", "detail"}
+    for reason in result.reasons[1:]:
         assert result.checks[reason["metric"]]["fired"]
     # Products vocabulary is unseen by a movie model: the OOV share jumps.
     oov = result.metrics["descriptors"]["oov_share"]

@@ -66,3 +66,29 @@ def test_lexicon_has_disjoint_word_lists() -> None:
     lexicon = load_lexicon()
     assert lexicon["positive"] and lexicon["negative"]
     assert not lexicon["positive"] & lexicon["negative"]
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+
+def test_calibrated_block_is_what_the_committed_evidence_chose() -> None:
+    """drift.yaml's combined decision cites bench/results/drift_calibration.json: it must match."""
+    import json
+
+    import numpy as np
+
+    evidence = json.loads((RESULTS / "drift_calibration.json").read_text())
+    thresholds = load_thresholds()
+    chosen = evidence["chosen"]
+    assert thresholds.decision_method == chosen["decision_method"]
+    assert thresholds.combined_threshold == chosen["combined_threshold"]
+    assert thresholds.z_cap == chosen["z_cap"]
+    assert thresholds.combined_null_sd == pytest.approx(chosen["combined_null_sd"])
+    assert thresholds.check_null_mean == pytest.approx(evidence["null_mean"])
+    assert thresholds.check_null_sd == pytest.approx(evidence["null_sd"])
+    # The nulls are the in-domain calibration days' statistics, nothing else.
+    in_domain = [d for d in evidence["per_day"] if d["kind"] == "in_domain"]
+    assert len(in_domain) == evidence["days"]["in_domain"] >= 10
+    for check in CHECK_NAMES:
+        values = [d["statistics"][check] for d in in_domain]
+        assert thresholds.check_null_mean[check] == pytest.approx(np.mean(values), abs=1e-4)

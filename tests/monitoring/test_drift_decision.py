@@ -60,3 +60,16 @@ def test_drift_without_configured_or_labelled_data_is_reported_not_retrained(
 
 def test_retraining_can_be_switched_off() -> None:
     assert decide(DRIFT, QUIET, {**DATA, "retrain": False}, "r") is None
+
+
+def test_warning_tag_names_each_check_with_its_numbers() -> None:
+    from pipelines.drift import warning_tag
+
+    assert warning_tag([]) == ""
+    tag = warning_tag(
+        [
+            {"metric": "prediction_drift", "value": 0.6234, "threshold": 0.3, "detail": "x"},
+            {"metric": "text_domain", "value": None, "threshold": 0.7, "detail": "skipped"},
+        ]
+    )
+    assert tag == "prediction_drift=0.6234 (threshold 0.3); text_domain=None (threshold 0.7)"

@@ -87,6 +87,33 @@ def test_next_run_replaces_the_previous_runs_figures(gateway: str) -> None:
     assert 'dag_run="day1"' not in text
 
 
+def test_a_check_firing_alone_is_pushed_as_a_warning(gateway: str) -> None:
+    """A prior shift: prediction drift fired, the day is no_drift; the warning is not dropped."""
+    warned = {"metric": "prediction_drift", "value": 0.62, "threshold": 0.3, "detail": "x"}
+    day = {
+        "decision": "no_drift",
+        "n_current": 500,
+        "checks": {
+            "prediction_drift": {"fired": True, "value": 0.62, "threshold": 0.3},
+            "text_domain": {"fired": False, "value": 0.51, "threshold": 0.7},
+        },
+        "warnings": [warned],
+        "metrics": {"votes": 1, "combined": {"score": 1.4, "threshold": 2.5}},
+    }
+    assert pipeline_metrics.push_drift_outcome(day, {"n_labels": 0}, False, {}, "day3")
+
+    text = http_get(f"{gateway}/metrics")
+    group = {"job": "driftloop_drift_check", "use_case": "reviews"}
+    assert _value(text, "driftloop_drift_decision", {**group, "decision": "no_drift"}) == 1
+    warning = {**group, "check": "prediction_drift"}
+    assert _value(text, "driftloop_drift_check_warning", warning) == 1
+    assert _value(text, "driftloop_drift_check_score", warning) == 0.62
+    assert _value(text, "driftloop_drift_check_warning", {**group, "check": "text_domain"}) == 0
+    assert _value(text, "driftloop_drift_warnings", group) == 1
+    assert _value(text, "driftloop_drift_combined_score", group) == 1.4
+    assert _value(text, "driftloop_drift_combined_threshold", group) == 2.5
+
+
 def test_training_steps_add_to_one_group(gateway: str) -> None:
     assert pipeline_metrics.push_validation({"rows_read": 200, "rows_quarantined": 10}, "run_a")
     assert pipeline_metrics.push_features_written({"rows_written": 185})
