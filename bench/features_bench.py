@@ -49,7 +49,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TEXT = "text"
 LABEL = "label"
 
-# The settings the main runs use (chosen with --tune; see the README).
+# The settings the main runs use: 4 shuffle partitions per core (the featurize step runs after
+# the de-duplication shuffle, so these are its tasks; the default 200 on a cluster master gives
+# tasks of a few hundred rows), Arrow batches of 2,000 reviews (long texts: bounded worker
+# memory), 2 GB heaps for 500k texts held in the persisted frame. `--tune` measures the
+# alternatives on local[2] (bench/results/features-tuning.json).
 SPARK_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
