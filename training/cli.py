@@ -103,13 +103,14 @@ def champion_report(model_name: str) -> str:
         f"registered        {_millis(version.creation_timestamp)}",
         f"promoted          {tags.get('promoted_at', '')} by {tags.get('promoted_by', '')}",
         f"gate              {tags.get('gate.reason', '')}",
+        f"threshold         {tags.get('decision_threshold', '0.5 (no decision_threshold tag)')}",
     ]
     if tags.get("rollback.reason"):
         lines.append(
             f"rollback          from v{tags.get('rollback.from_version', '')}: "
             f"{tags['rollback.reason']}"
         )
-    lines.append("test metrics")
+    lines.append("test metrics (threshold metrics at the version's decision threshold)")
     lines += [f"  {name:<15} {_metric(tags, name)}" for name in METRIC_NAMES]
     return "\n".join(lines)
 

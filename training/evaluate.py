@@ -168,7 +168,13 @@ def score_frame(model: Any, frame: pd.DataFrame, use_case: str = DEFAULT_USE_CAS
     return np.asarray(model.predict_proba(feature_frame(frame, use_case)))[:, 1]
 
 
-def plot_evaluation(y_true: np.ndarray, proba: np.ndarray, title: str, path: Path) -> Path:
+def plot_evaluation(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    title: str,
+    path: Path,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Path:
     """Confusion matrix, ROC, precision-recall and calibration curves in one PNG.
 
     One figure (not four files) so a run's evaluation reads at a glance; the
@@ -181,9 +187,9 @@ def plot_evaluation(y_true: np.ndarray, proba: np.ndarray, title: str, path: Pat
     ax_cm, ax_roc, ax_pr, ax_cal = axes.ravel()
     try:
         skm.ConfusionMatrixDisplay.from_predictions(
-            y, (p >= 0.5).astype(int), display_labels=["negative", "positive"], ax=ax_cm
+            y, (p >= threshold).astype(int), display_labels=["negative", "positive"], ax=ax_cm
         )
-        ax_cm.set_title("confusion matrix (threshold 0.5)")
+        ax_cm.set_title(f"confusion matrix (threshold {threshold:.3f})")
         if both_classes:
             skm.RocCurveDisplay.from_predictions(y, p, ax=ax_roc)
             skm.PrecisionRecallDisplay.from_predictions(y, p, ax=ax_pr, plot_chance_level=True)
@@ -207,21 +213,28 @@ def evaluate_run(
 
     Logs `test_*` metrics, `evaluation/test_metrics.json` and
     `evaluation/test_plots.png` to the run; returns the metrics (plain names).
+    Threshold metrics are at the run's `decision_threshold` tag (0.5 without one).
     """
     mlflow_utils.configure()
+    raw_threshold = mlflow_utils.client().get_run(run_id).data.tags.get(TAG_THRESHOLD)
+    threshold = float(raw_threshold) if raw_threshold else DEFAULT_THRESHOLD
     model_uri = mlflow_utils.model_uri_for_run(run_id)
     model = mlflow.sklearn.load_model(model_uri)
     _, _, test = split_frames(load_features(features_dir, use_case))
     y = labels(test, use_case).to_numpy()
     proba = score_frame(model, test, use_case)
-    result = compute_metrics(y, proba)
+    result = compute_metrics(y, proba, threshold)
     mlflow_utils.log_metrics_to_run(run_id, result, prefix="test_")
     mlflow_utils.log_metrics_to_run(run_id, {"n_test": len(test)})
     mlflow_utils.set_run_tags(run_id, {"test_features_dir": str(features_dir)})
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "test_metrics.json"
-        report.write_text(json.dumps({"n_test": len(test), **result}, indent=2))
-        plot = plot_evaluation(y, proba, f"run {run_id[:8]} on test", Path(tmp) / "test_plots.png")
+        report.write_text(
+            json.dumps({"n_test": len(test), "decision_threshold": threshold, **result}, indent=2)
+        )
+        plot = plot_evaluation(
+            y, proba, f"run {run_id[:8]} on test", Path(tmp) / "test_plots.png", threshold
+        )
         mlflow_client = mlflow_utils.client()
         mlflow_client.log_artifact(run_id, str(report), artifact_path="evaluation")
         mlflow_client.log_artifact(run_id, str(plot), artifact_path="evaluation")

@@ -17,7 +17,7 @@ from features.reviews import FEATURE_COLUMNS, build_features
 from synthetic.reviews import generate_reviews
 from training import cli, mlflow_utils
 from training.data import feature_frame, folder_sha256, load_features, split_frames
-from training.evaluate import METRIC_NAMES, evaluate_run
+from training.evaluate import METRIC_NAMES, compute_metrics, evaluate_run
 from training.models import build_baseline, resolve_params
 from training.promote import register_and_gate
 from training.train import train_model
@@ -96,6 +96,12 @@ def test_evaluate_run_scores_the_test_split(good_run: dict[str, Any], features_d
     run = mlflow_utils.client().get_run(good_run["run_id"])
     assert run.data.metrics["test_roc_auc"] == pytest.approx(result["roc_auc"])
     assert run.data.metrics["n_test"] == 300
+    # Threshold metrics are those of the label the model serves: at its decision threshold.
+    threshold = float(run.data.tags["decision_threshold"])
+    _, _, test = split_frames(load_features(features_dir))
+    proba = mlflow.sklearn.load_model(good_run["model_uri"]).predict_proba(feature_frame(test))
+    expected = compute_metrics(test["label"], proba[:, 1], threshold)
+    assert result["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
     files = {a.path for a in mlflow_utils.client().list_artifacts(run.info.run_id, "evaluation")}
     assert files == {"evaluation/test_metrics.json", "evaluation/test_plots.png"}
 
