@@ -459,14 +459,16 @@ def register_candidate(
     _publish_run_link("mlflow_run", trained["run_id"])
     decision = result["decision"]
     log.info(
-        "register done: %s v%s %s; gate %s: challenger %s vs champion %s (v%s): %s",
+        "register done: %s v%s %s; gate %s: challenger %s vs champion %s (v%s), "
+        "decision thresholds %s: %s",
         model_name,
         result["version"],
         "PROMOTED to champion" if result["promoted"] else "kept as challenger",
-        (decision.get("policy") or {}).get("primary_metric", "test metric"),
+        ((decision.get("policy") or {}).get("primary") or {}).get("metric", "test metric"),
         decision.get("challenger_value"),
         decision.get("champion_value"),
         decision.get("compared_with_version") or "none",
+        decision.get("thresholds"),
         decision.get("reason", ""),
     )
     if trained.get("parent_run_id"):

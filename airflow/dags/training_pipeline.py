@@ -15,7 +15,8 @@ Raw reviews in, a gated MLflow model version out:
    an Optuna study each, resumable, every trial visible in MLflow under one
    parent run) → **select_best** → **refit** (winner on train + valid).
 5. **evaluate** (held-out test split) → **register** (reference profile, alias
-   `challenger`, promoted to `champion` by the quality gate).
+   `challenger`, promoted to `champion` by the quality gate of `gate.yaml`: no
+   gated metric may regress overall or on any segment, and the primary must improve).
 
 Trigger it from the UI (**Trigger**: the form's defaults train on synthetic
 reviews), from the daily `drift_check` DAG (the `reason` and `trigger` Params

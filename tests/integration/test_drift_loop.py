@@ -150,4 +150,37 @@ def test_product_day_triggers_retraining_that_registers(dags, champion: str, tmp
     newest = max(versions, key=lambda v: int(v.version))
     assert int(newest.version) > int(champion)
     assert client.get_run(newest.run_id).data.tags["trigger_reason"].startswith("drift_check")
-    assert "gate.promote" in newest.tags or any(k.startswith("gate") for k in newest.tags)
+    _assert_gate_decided_by_its_numbers(client, newest)
+
+
+def _assert_gate_decided_by_its_numbers(client, newest) -> None:  # type: ignore[no-untyped-def]
+    """The version's gate verdict, aliases and recorded numbers agree with gate.yaml's rules."""
+    import json
+
+    from training.promote import GATE_CONFIG, load_gate_policy
+
+    policy = load_gate_policy(GATE_CONFIG)
+    tags = newest.tags
+    report = json.loads(tags["gate.report"])
+    checks = [dict(zip(report["columns"], row, strict=True)) for row in report["checks"]]
+    overall = {c["metric"]: c for c in checks if c["scope"] == "overall"}
+    # The drift-loop champion exists, so every gated metric was compared overall.
+    assert set(overall) == {rule.name for rule in policy.metrics}, checks
+    for rule in policy.metrics:
+        check = overall[rule.name]
+        sign = 1 if rule.higher_is_better else -1
+        delta = sign * (check["challenger"] - check["champion"])
+        assert check["delta"] == pytest.approx(delta, abs=1e-5)
+        regressed = delta < -rule.tolerance - 1e-9
+        assert (check["verdict"] == "regressed") == regressed, check
+    primary = overall[policy.primary_metric]
+    short = primary["delta"] < policy.min_improvement - 1e-9
+    judged_ok = all(c["verdict"] in ("ok", "undefined") for c in checks)
+    assert judged_ok == (not short and not any(c["verdict"] == "regressed" for c in checks))
+    promoted = tags["gate.promote"] == "true"
+    assert promoted == judged_ok, tags["gate.reason"]
+    champion = client.get_model_version_by_alias(MODEL, "champion").version
+    assert (str(champion) == str(newest.version)) == promoted
+    threshold = float(tags["decision_threshold"])
+    assert report["thresholds"]["challenger"] == pytest.approx(threshold)
+    assert 0 < threshold < 1
