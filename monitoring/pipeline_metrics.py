@@ -306,6 +306,31 @@ def gate_samples(result: Mapping[str, Any], holds: int) -> list[Sample]:
                     {"role": role},
                 )
             )
+    checks = decision.get("checks") or []
+    for check in checks:
+        if check.get("scope") != "overall":
+            continue
+        for role in ("challenger", "champion"):
+            value = _number(check.get(role))
+            if value is not None:
+                samples.append(
+                    Sample(
+                        "driftloop_gate_metric_score",
+                        value,
+                        "Every gated metric overall on the shared test split, by role "
+                        "(threshold metrics at each model's own decision threshold).",
+                        {"role": role, "metric": str(check.get("metric"))},
+                    )
+                )
+    if checks:
+        failed = sum(1 for c in checks if c.get("verdict") in ("regressed", "short_of_min"))
+        samples.append(
+            Sample(
+                "driftloop_gate_failed_checks",
+                float(failed),
+                "Gate checks (metric x overall/segment) the latest candidate failed.",
+            )
+        )
     return samples
 
 

@@ -151,6 +151,27 @@ def test_gate_samples_carry_both_scores_and_the_hold_streak() -> None:
     assert samples[("driftloop_gate_score", (("role", "champion"),))] == 0.93
 
 
+def test_gate_samples_carry_every_gated_metric_and_the_failed_checks() -> None:
+    from training.promote import GatePolicy, decide_promotion
+
+    bacc = {"roc_auc": 0.976, "balanced_accuracy": 0.734, "log_loss": 0.2}
+    decision = decide_promotion(
+        bacc, {**bacc, "roc_auc": 0.947, "balanced_accuracy": 0.864}, GatePolicy()
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in pipeline_metrics.gate_samples(
+            {"promoted": decision.promote, "decision": decision.as_dict()}, holds=1
+        )
+    }
+    score = "driftloop_gate_metric_score"
+    assert samples[(score, (("metric", "balanced_accuracy"), ("role", "challenger")))] == 0.734
+    assert samples[(score, (("metric", "balanced_accuracy"), ("role", "champion")))] == 0.864
+    assert samples[(score, (("metric", "roc_auc"), ("role", "challenger")))] == 0.976
+    assert samples[("driftloop_gate_failed_checks", ())] == 1
+    assert samples[("driftloop_gate_promoted", ())] == 0
+
+
 def test_rollback_moves_the_pushed_champion(gateway: str) -> None:
     pipeline_metrics.push_champion("review-sentiment", "4")
     pipeline_metrics.push_champion("review-sentiment", "3")
