@@ -87,6 +87,7 @@ from jobs.spark.row_outcomes import (  # noqa: F401
     DUPLICATE,
     KEPT,
     ROW_BITS,
+    SOURCE_COLUMN,
     SPLIT,
     SPLIT_ALIASES,
     Reason,
@@ -247,9 +248,13 @@ def featurize(
         )
         # A raw column that is also a feature (an age used as is) is written once: the feature.
         passthrough = [c for c in raw_columns if c not in set(feats.FEATURE_COLUMNS)]
-        keep = [row_id, *passthrough, label, SPLIT]
+        # The input's `source` column, when it has one (ingestion's accepted rows do).
+        origin = (
+            [SOURCE_COLUMN] if SOURCE_COLUMN in set(classified.columns) - set(raw_columns) else []
+        )
+        keep = [row_id, *passthrough, *origin, label, SPLIT]
         kept = classified.filter(F.col("outcome") == KEPT).select(
-            row_id, *raw_columns, label, split.alias(SPLIT)
+            row_id, *raw_columns, *origin, label, split.alias(SPLIT)
         )
         batches = make_feature_batches(
             keep,
@@ -337,13 +342,14 @@ def read_features(
         )
     frame = pd.read_parquet(path, engine="pyarrow")
     passthrough = [c for c in contract.RAW_COLUMNS if c not in set(feats.FEATURE_COLUMNS)]
-    columns = [row_id, *passthrough, label, SPLIT, *feats.FEATURE_COLUMNS]
+    origin = [SOURCE_COLUMN] if SOURCE_COLUMN in set(frame.columns) - set(passthrough) else []
+    columns = [row_id, *passthrough, *origin, label, SPLIT, *feats.FEATURE_COLUMNS]
     missing = [name for name in columns if name not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks columns {missing}; found {list(frame.columns)}")
     dtypes = {
         row_id: "object",
-        **dict.fromkeys(passthrough, "object"),
+        **dict.fromkeys([*passthrough, *origin], "object"),
         label: "int64",
         SPLIT: "object",
     }

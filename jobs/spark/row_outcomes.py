@@ -41,6 +41,9 @@ SPLIT_ALIASES: dict[str, str] = {
 # monotonically_increasing_id() keeps the partition index above bit 33.
 ROW_BITS = 33
 KEPT = "kept"
+# Ingestion's accepted rows name the source each row came from; the job keeps that column (as
+# text) next to the features, so the promotion gate can compare models per source.
+SOURCE_COLUMN = "source"
 DUPLICATE = "duplicate"
 _ROW_KEY_SEPARATOR = "\x1f"
 _NULL_MARK = "\x00"
@@ -210,9 +213,11 @@ def classify(
         # Used only when the column holds no valid rows: this train share moves to valid.
         carve = bucket < (valid / (train + valid))
 
+    keep_source = SOURCE_COLUMN in raw.columns and SOURCE_COLUMN not in raw_columns
     rows = raw.select(
         F.monotonically_increasing_id().alias("_mid"),
         *[col(spec.columns[name]).cast("string").alias(name) for name in raw_columns],
+        *([col(SOURCE_COLUMN).cast("string").alias(SOURCE_COLUMN)] if keep_source else []),
         col(spec.label_column).cast("string").alias("raw_label"),
         (col(split_column).cast("string") if split_column else F.lit(None).cast("string")).alias(
             "raw_split"

@@ -252,6 +252,19 @@ def test_formats_and_dotted_columns_read_alike(spark, tmp_path, fmt) -> None:
     )
 
 
+def test_an_input_source_column_is_kept_next_to_the_features(spark, tmp_path) -> None:
+    # Ingestion's accepted rows carry `source`; the gate compares models per source with it.
+    frame = generate_reviews(60, seed=3)
+    frame["source"] = ["imdb" if i % 3 else "kindle" for i in range(len(frame))]
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    featurize(spark, str(tmp_path / "in.parquet"), str(tmp_path / "out"))
+    got = read_features(tmp_path / "out")
+    assert list(got.columns[:5]) == ["review_id", "text", "source", "label", "split"]
+    assert dict(zip(got["text"], got["source"], strict=True)) == dict(
+        zip(frame["text"], frame["source"], strict=True)
+    )
+
+
 def test_split_column_with_train_test_carves_valid_from_train(spark, tmp_path) -> None:
     frame = generate_reviews(600, seed=5)
     frame["fold"] = ["train" if i % 3 else "Test " for i in range(len(frame))]
