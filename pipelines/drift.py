@@ -126,7 +126,27 @@ def load_reference(model_name: str, run_id: str) -> dict[str, Any]:
         "run_id": version.run_id,
         "profile_path": local,
         "test_metrics": test_metrics,
+        "decision_threshold": _served_threshold(version.tags),
     }
+
+
+def _served_threshold(tags: dict[str, str]) -> float | None:
+    """The champion's `decision_threshold` tag: the threshold its served labels and test figures use."""
+    try:
+        value = float(tags.get("decision_threshold", ""))
+    except ValueError:
+        return None
+    return value if 0.0 < value < 1.0 else None
+
+
+def _with_champion_threshold(
+    overrides: dict[str, Any] | None, reference: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Threshold overrides, with the champion's own decision threshold unless one is given."""
+    threshold = reference.get("decision_threshold")
+    if threshold is None or "decision_threshold" in (overrides or {}):
+        return overrides or None
+    return {"decision_threshold": threshold, **(overrides or {})}
 
 
 def detect_drift(
@@ -148,7 +168,7 @@ def detect_drift(
         reference.get("version"),
         overrides or "none",
     )
-    thresholds = load_thresholds(overrides or None)
+    thresholds = load_thresholds(_with_champion_threshold(overrides, reference))
     current = pd.read_parquet(window["current_path"])
     out_dir = Path(window["run_dir"]) / "report"
     result = check_drift(load_profile(reference["profile_path"]), current, thresholds, out_dir)
@@ -258,7 +278,7 @@ def check_performance(
         current["feedback_label"],
         current["score"],
         reference["test_metrics"],
-        load_thresholds(overrides or None),
+        load_thresholds(_with_champion_threshold(overrides, reference)),
     )
     log.info("realised performance on %d labels: %s", window["labelled_rows"], outcome)
     return outcome

@@ -427,7 +427,13 @@ def save_reference_profile(run_id: str, features_dir: str, run_dir: str) -> str:
     model = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
     _, _, test = split_frames(load_features(features_dir))
     features = feature_frame(test)
-    profile = build_reference_profile(features, model.predict_proba(features)[:, 1], labels(test))
+    threshold = mlflow.MlflowClient().get_run(run_id).data.tags.get("decision_threshold")
+    profile = build_reference_profile(
+        features,
+        model.predict_proba(features)[:, 1],
+        labels(test),
+        decision_threshold=float(threshold) if threshold else 0.5,
+    )
     path = save_profile(profile, Path(run_dir) / "reference" / "profile.parquet")
     mlflow.MlflowClient().log_artifact(run_id, str(path), artifact_path="reference")
     log.info("reference profile: %d rows logged to run %s", len(profile), run_id)
