@@ -56,6 +56,28 @@ def test_the_zoo_has_the_required_families() -> None:
         assert {"word_ngram_max", "char_ngram_max"} <= set(family_space(name).search)
 
 
+@pytest.mark.parametrize("use_case", ["reviews", "credit"])
+def test_class_weighting_is_a_search_dimension_of_every_family(use_case: str) -> None:
+    for name in family_names(use_case=use_case):
+        dimension = family_space(name, use_case=use_case).search.get("class_weight")
+        assert dimension is not None, f"{use_case}/{name} does not search class_weight"
+        assert {None, "balanced"} <= set(vars(dimension).get("choices") or []), name
+
+
+def test_balanced_class_weight_reaches_every_review_estimator() -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    for name in family_names():
+        head = build_pipeline(name, {"class_weight": "balanced"})[-1]
+        if isinstance(head, CalibratedClassifierCV):
+            head = head.estimator
+        params = head.get_params()
+        if "class_weight" in params:
+            assert params["class_weight"] == "balanced", name
+        else:  # naive Bayes: uniform class priors
+            assert params["fit_prior"] is False, name
+
+
 @pytest.fixture(scope="module")
 def fitted_zoo(review_table: pd.DataFrame) -> dict[str, object]:
     train, _, _ = split_frames(review_table)
