@@ -317,3 +317,71 @@ def test_postgres_round_trip_matches_sqlite(postgres_url: str, sqlite_url: str) 
     assert from_postgres["feedback_label"].tolist() == [pd.NA, pd.NA, 0, pd.NA, 1, pd.NA]
     assert arrived.tolist() == [False, False, True, False, True, False]
     assert read_predictions(postgres_url, T0 - timedelta(days=1), T0).empty
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_tabular_use_case_and_its_shadow_table_round_trip(
+    store: str, request: pytest.FixtureRequest, sqlite_url: str
+) -> None:
+    """Credit rows (typed raw columns + features) and challenger scores, on both stores."""
+    from features.credit import FEATURE_COLUMNS as CREDIT_FEATURES
+    from features.credit import RAW_COLUMNS as CREDIT_RAW
+    from features.credit import build_features as credit_features
+    from serving.prediction_log import log_schema, read_shadow_pairs
+    from synthetic.credit import generate
+
+    url = request.getfixturevalue("postgres_url") if store == "postgres" else sqlite_url
+    schema = log_schema("credit")
+    assert (schema.predictions_table, schema.feedback_table) == (
+        "predictions_credit",
+        "feedback_credit",
+    )
+    assert schema.raw_dtypes["limit_bal"] == "float64" and schema.raw_dtypes["sex"] == "int64"
+    clients = generate(4, seed=3)
+    from contracts.sources import load_sources, source_columns
+
+    mapping = source_columns(load_sources()["credit_synthetic"], CREDIT_RAW)
+    raw = clients.rename(columns={f: c for c, f in mapping.items()})[list(CREDIT_RAW)]
+    raw = raw.astype({c: schema.raw_dtypes[c] for c in CREDIT_RAW})
+    features = credit_features(raw)[list(CREDIT_FEATURES)]
+    rows = [
+        (
+            f"c-{i}",
+            to_micros(T0 + timedelta(seconds=i)),
+            "credit-default",
+            "7",
+            *(raw[c].iloc[i].item() for c in CREDIT_RAW),  # typed as the API passes them
+            *(features[c].iloc[i].item() for c in CREDIT_FEATURES),
+            0.25 * i,
+            int(i >= 2),
+        )
+        for i in range(4)
+    ]
+    log = PredictionLog(url, schema=schema, flush_seconds=0.05)
+    log.start()
+    for row in rows:
+        log.record(tuple(v.item() if isinstance(v, np.generic) else v for v in row))
+    log.add_feedback("c-1", 1)
+    with pytest.raises(UnknownRequestError):
+        log.add_feedback("req-0", 1)  # a review id is not a credit prediction
+    assert log.close(timeout=30)
+    shadow = PredictionLog(url, schema=schema.shadow(), flush_seconds=0.05)
+    shadow.start()
+    shadow.record(("c-1", to_micros(T0 + timedelta(seconds=2)), "credit-default", "8", 0.9, 1))
+    assert shadow.close(timeout=30)
+
+    frame = read_predictions(url, T0, T0 + timedelta(hours=1), use_case="credit")
+    assert list(frame.columns) == list(schema.read_columns)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == schema.read_dtypes
+    pd.testing.assert_frame_equal(frame[list(CREDIT_RAW)], raw.reset_index(drop=True))
+    pd.testing.assert_frame_equal(frame[list(CREDIT_FEATURES)], features.reset_index(drop=True))
+    assert frame["feedback_label"].tolist() == [pd.NA, 1, pd.NA, pd.NA]
+    assert read_predictions(url, T0, T0 + timedelta(hours=1)).empty  # the reviews table
+    pairs = read_shadow_pairs(url, T0, T0 + timedelta(hours=1), use_case="credit")
+    assert pairs[["request_id", "champion_version", "challenger_version"]].values.tolist() == [
+        ["c-1", "7", "8"]
+    ]
+    assert pairs["champion_score"].tolist() == [0.25]
+    assert pairs["challenger_score"].tolist() == [0.9]
+    assert pairs["feedback_label"].tolist() == [1]
