@@ -87,8 +87,8 @@ bench-drift: setup ## held-out detection / false-alarm rates over replayed daily
 bench-drift-calibrate: setup ## choose the drift decision's thresholds on the calibration seed's days
 	$(PY) -m bench.drift_calibrate
 
-bench-serving: setup ## this API vs `mlflow models serve` on the same model version (needs wrk)
-	$(PY) -m bench.serving_bench
+bench-serving: setup ## this API vs `mlflow models serve` on the same model version (needs wrk); USE_CASE=credit: the credit model
+	$(if $(filter credit,$(USE_CASE)),$(PY) -m bench.serving_credit,$(PY) -m bench.serving_bench)
 
 bench-features: setup ## 500k reviews: one pandas process vs the Spark job (local[2], standalone); TUNE=1: settings sweep
 	$(PY) -m bench.features_bench $(if $(TUNE),--tune --rows 100000,)
