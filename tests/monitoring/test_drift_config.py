@@ -92,3 +92,26 @@ def test_calibrated_block_is_what_the_committed_evidence_chose() -> None:
     for check in CHECK_NAMES:
         values = [d["statistics"][check] for d in in_domain]
         assert thresholds.check_null_mean[check] == pytest.approx(np.mean(values), abs=1e-4)
+
+
+def test_held_out_rates_come_from_other_days_with_the_shipped_thresholds() -> None:
+    import json
+
+    evidence = json.loads((RESULTS / "drift_calibration.json").read_text())
+    report = json.loads((RESULTS / "drift.json").read_text())
+    held = report["held_out"]
+    assert set(held) >= {
+        "detection_rate",
+        "false_alarm_rate",
+        "mixed_detection_rate",
+        "calibration_seed",
+        "held_out_seed",
+        "days",
+    }
+    assert set(held["mixed_detection_rate"]) == {"0.2", "0.35", "0.5"}
+    assert held["calibration_seed"] == evidence["calibration_seed"] != held["held_out_seed"]
+    assert report["thresholds"] == load_thresholds().to_dict()
+    in_domain = [d for d in report["per_day"] if d["kind"] == "in_domain"]
+    assert held["false_alarm_rate"] == pytest.approx(
+        sum(d["decision"] == "drift" for d in in_domain) / len(in_domain)
+    )
