@@ -30,7 +30,13 @@ missing file falls back to the platform default), the default source, and an opt
 ``explain`` hook ``"module:function"`` with signature
 ``explain(model, features: DataFrame) -> list[list[dict]]``: one list of reason dicts
 (``{"feature": str, "contribution": float, ...}``, strongest first) per row, which serving adds to
-each prediction as ``reasons``.
+each prediction as ``reasons``; and an optional ``synthetic`` generator ``"module:function"``
+with signature ``generate(n: int, seed: int) -> DataFrame``: labelled rows in the layout of the
+default source, which a training run without a data file trains on (offline demos).
+
+A contract module may also expose ``row_reasons(raw) -> DataFrame`` (columns ``reason`` and
+``detail``, None for a clean row) over canonical raw rows, and ``ROW_REASONS`` (its codes):
+the validate_raw step quarantines the rows it flags before the Pandera contract runs.
 
 Extra registries: ``DRIFTLOOP_USECASES`` holds paths (separated by ``os.pathsep``) of YAML files
 in the format of `core/usecases.yaml`, or of folders containing a `usecases.yaml`. Each such
@@ -112,6 +118,7 @@ class UseCase:
     config_paths: Mapping[str, Path]
     default_source: str | None = None
     explain_ref: str | None = None
+    synthetic_ref: str | None = None
     description: str = ""
     registry_file: Path = field(default=REGISTRY_FILE, compare=False)
 
@@ -155,6 +162,20 @@ class UseCase:
         if not callable(func):
             raise UseCaseError(
                 f"use case {self.name!r}: explain {self.explain_ref!r} is not a callable "
+                f"(registry {self.registry_file})"
+            )
+        return func  # type: ignore[no-any-return]
+
+    @property
+    def synthetic(self) -> Callable[..., Any] | None:
+        """The synthetic-data generator named by `synthetic` in the registry, or None."""
+        if not self.synthetic_ref:
+            return None
+        module_name, _, func_name = self.synthetic_ref.partition(":")
+        func = getattr(_import(module_name, self), func_name, None)
+        if not callable(func):
+            raise UseCaseError(
+                f"use case {self.name!r}: synthetic {self.synthetic_ref!r} is not a callable "
                 f"(registry {self.registry_file})"
             )
         return func  # type: ignore[no-any-return]
@@ -233,6 +254,7 @@ def _parse_entry(name: str, raw: Any, registry: Path, base: Path) -> UseCase:
         "config",
         "default_source",
         "explain",
+        "synthetic",
         "description",
     }
     if unknown:
@@ -262,6 +284,7 @@ def _parse_entry(name: str, raw: Any, registry: Path, base: Path) -> UseCase:
         config_paths=paths,
         default_source=raw.get("default_source"),
         explain_ref=raw.get("explain"),
+        synthetic_ref=raw.get("synthetic"),
         description=str(raw.get("description", "")),
         registry_file=registry,
     )

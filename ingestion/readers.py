@@ -132,8 +132,7 @@ def _translate_errors(path: Path, fmt: str) -> Iterator[None]:
 
 
 def _missing_columns(path: Path, spec: SourceSpec, found: list[str]) -> MissingColumns:
-    required = {"text_column": spec.text_column, "label_column": spec.label_column}
-    missing = [col for col in required.values() if col not in found]
+    missing = [col for col in spec.required_columns if col not in found]
     hints = []
     for col in missing:
         close = difflib.get_close_matches(col, found, n=2, cutoff=0.5)
@@ -142,12 +141,15 @@ def _missing_columns(path: Path, spec: SourceSpec, found: list[str]) -> MissingC
     origin = (
         f"source {spec.source!r} in contracts/sources.yaml" if spec.source else "the source entry"
     )
+    if spec.text_column is not None:
+        expected = f"columns {spec.text_column!r} (text) and {spec.label_column!r} (label)"
+    else:
+        expected = f"columns {spec.file_columns} and {spec.label_column!r} (label)"
     return MissingColumns(
         path,
         f"schema drift: column(s) {missing} missing; the file has {found}"
         + (f" ({'; '.join(hints)})" if hints else ""),
-        f"columns {spec.text_column!r} (text) and {spec.label_column!r} (label) as {origin} "
-        "says; if the file legitimately changed, update that mapping",
+        f"{expected} as {origin} says; if the file legitimately changed, update that mapping",
         missing=missing,
         found=found,
     )
@@ -168,7 +170,7 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
 def _check_csv_header(path: Path, spec: SourceSpec) -> None:
     """Fail before parsing the whole file when the header cannot hold the mapping."""
     header = _csv_header(path, spec.delimiter)
-    needed = [spec.text_column, spec.label_column]
+    needed = spec.required_columns
     if all(col in header for col in needed):
         return
     for other in CANDIDATE_DELIMITERS:
@@ -232,7 +234,7 @@ def _read_parquet(path: Path, spec: SourceSpec) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     names = list(pq.read_schema(path).names)
-    if spec.text_column not in names or spec.label_column not in names:
+    if any(col not in names for col in spec.required_columns):
         raise _missing_columns(path, spec, names)
     return pd.read_parquet(path)
 
@@ -255,7 +257,7 @@ def read_raw(path: str | Path, spec: SourceSpec) -> pd.DataFrame:
         else:
             frame = _read_jsonl(path)
     found = [str(c) for c in frame.columns]
-    if spec.text_column not in found or spec.label_column not in found:
+    if any(col not in found for col in spec.required_columns):
         raise _missing_columns(path, spec, found)
     if frame.empty:
         raise EmptySourceFile(

@@ -164,25 +164,27 @@ def check_rows(raw: pd.DataFrame, spec: SourceSpec, policy: QuarantinePolicy) ->
     )
 
 
-def flag_conflicting_duplicates(rows: pd.DataFrame) -> pd.DataFrame:
-    """Quarantine every copy of a text that appears with more than one label in the run.
+def flag_conflicting_duplicates(rows: pd.DataFrame, key: str = "text") -> pd.DataFrame:
+    """Quarantine every copy of a text (or of the `key` column's value: a tabular row's raw
+    values) that appears with more than one label in the run.
 
     Copies with the same label stay accepted: the feature job de-duplicates
     them and reports how many it removed.
     """
     rows = rows.copy()
     open_rows = rows[rows["reason"].isna()]
-    n_labels = open_rows.groupby("text", sort=False)["label"].transform("nunique")
+    n_labels = open_rows.groupby(key, sort=False)["label"].transform("nunique")
     conflicting = open_rows[n_labels > 1]
     if conflicting.empty:
         return rows
-    for _text, group in conflicting.groupby("text", sort=False):
+    what = "text appears" if key == "text" else "raw values appear"
+    for _text, group in conflicting.groupby(key, sort=False):
         pairs = list(zip(group["source"], group["source_row"], strict=True))[:5]
         places = ", ".join(f"{s}:{r}" for s, r in pairs)
         counts = group["label"].value_counts().sort_index()
         labels = " and ".join(f"{int(k)} ({v}x)" for k, v in counts.items())  # type: ignore[call-overload]
         more = "" if len(group) <= 5 else f" and {len(group) - 5} more"
-        message = f"same text appears {len(group)} times with labels {labels} at {places}{more}"
+        message = f"same {what} {len(group)} times with labels {labels} at {places}{more}"
         rows.loc[group.index, "reason"] = "duplicate_conflicting_label"
         rows.loc[group.index, "detail"] = message
     return rows

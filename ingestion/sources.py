@@ -2,9 +2,12 @@
 
 A source is named either by a key of contracts/sources.yaml (`{"source":
 "imdb"}`) or inline with its own mapping (`{"name": ..., "text_column": ...,
-"label_column": ..., "label_map": {...}}`); inline keys override the YAML
-ones. The resolved mapping is copied into the run manifest, so validation
-reads exactly what ingestion recorded even if sources.yaml changes later.
+"label_column": ..., "label_map": {...}}`, or `"columns": {canonical: file
+column}` for a use case with several raw columns); inline keys override the
+YAML ones. The source feeds one use case of the registry (`use_case`, default
+reviews), whose contract names the canonical raw columns. The resolved mapping
+is copied into the run manifest, so validation reads exactly what ingestion
+recorded even if sources.yaml changes later.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from typing import Any
 
 import yaml
 
-from contracts.reviews import load_sources
+from contracts.sources import DEFAULT_SOURCE_USE_CASE, load_sources, source_columns
+from core.usecases import UseCaseError, get_use_case
 from ingestion.errors import SourceConfigError
 
 POLICY_PATH = Path(__file__).with_name("quarantine.yaml")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MAPPING_KEYS = (
+    "use_case",
+    "columns",
     "text_column",
     "label_column",
     "label_map",
@@ -35,10 +41,14 @@ _MAPPING_KEYS = (
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Everything needed to read one raw file and map it to (text, label)."""
+    """Everything needed to read one raw file and map it to the canonical raw columns + label.
+
+    `columns` is {canonical raw column: file column}; for a one-column (text) use case
+    `text_column` is that one file column, else None.
+    """
 
     name: str
-    text_column: str
+    text_column: str | None
     label_column: str
     label_map: dict[str, int]
     expected_unmapped: tuple[str, ...] = ()
@@ -46,6 +56,18 @@ class SourceSpec:
     expectation_suite: str | None = None
     delimiter: str = ","
     format: str | None = None
+    use_case: str = DEFAULT_SOURCE_USE_CASE
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def file_columns(self) -> list[str]:
+        """The file's columns holding the canonical raw columns, in the contract's order."""
+        return list(self.columns.values())
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Every file column the mapping reads: the raw columns, then the label."""
+        return [*self.file_columns, self.label_column]
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any]) -> SourceSpec:
@@ -62,14 +84,35 @@ class SourceSpec:
             merged.update({k: v for k, v in known[key].items() if k in _MAPPING_KEYS})
         merged.update({k: entry[k] for k in _MAPPING_KEYS if entry.get(k) is not None})
         name = entry.get("name") or key
-        missing = [k for k in ("text_column", "label_column", "label_map") if not merged.get(k)]
+        use_case = str(merged.get("use_case") or DEFAULT_SOURCE_USE_CASE)
+        try:
+            raw_columns = tuple(get_use_case(use_case).contract.RAW_COLUMNS)
+        except UseCaseError as exc:
+            raise SourceConfigError(f"source {name!r}: {exc}") from exc
+        # A one-column (text) use case needs its text column named; several raw columns
+        # default to the canonical names where `columns` does not map them.
+        one_column = len(raw_columns) == 1
+        needed = ["label_column", "label_map"]
+        if one_column and not merged.get("columns"):
+            needed.insert(0, "text_column")
+        missing = [k for k in needed if not merged.get(k)]
         if not name:
             missing.insert(0, "name")
         if missing:
             raise SourceConfigError(
                 f"source entry {entry!r} lacks {missing}: give a known 'source' key of "
-                "contracts/sources.yaml or all of name, text_column, label_column, label_map"
+                "contracts/sources.yaml or all of name, "
+                + ("text_column" if one_column else "columns")
+                + ", label_column, label_map"
             )
+        if merged.get("columns") is not None:
+            unknown = sorted(set(dict(merged["columns"])) - set(raw_columns))
+            if unknown:
+                raise SourceConfigError(
+                    f"source {name!r} maps {unknown}, which are not raw columns of use case "
+                    f"{use_case!r}: {list(raw_columns)}"
+                )
+        columns = source_columns(merged, raw_columns)
         if not _NAME_PATTERN.match(str(name)):
             raise SourceConfigError(
                 f"source name {name!r} is not usable as a folder name: use letters, digits, "
@@ -89,7 +132,7 @@ class SourceSpec:
             )
         return cls(
             name=str(name),
-            text_column=str(merged["text_column"]),
+            text_column=columns[raw_columns[0]] if one_column else None,
             label_column=str(merged["label_column"]),
             label_map={k: int(v) for k, v in label_map.items()},
             expected_unmapped=tuple(str(v) for v in merged.get("expected_unmapped") or ()),
@@ -97,12 +140,16 @@ class SourceSpec:
             expectation_suite=merged.get("expectation_suite"),
             delimiter=str(merged.get("delimiter") or ","),
             format=merged.get("format"),
+            use_case=use_case,
+            columns=columns,
         )
 
     def to_manifest(self) -> dict[str, Any]:
         """The mapping as plain JSON-able data for the manifest."""
         return {
             "source": self.source,
+            "use_case": self.use_case,
+            "columns": dict(self.columns),
             "text_column": self.text_column,
             "label_column": self.label_column,
             "label_map": dict(self.label_map),

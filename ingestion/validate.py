@@ -1,14 +1,23 @@
 """The `validate_raw` step: contracts with teeth between the raw snapshot and Spark.
 
 For every snapshot in the manifest: read it (bad files raise BadSourceFile
-before anything is written), map it to the canonical (text, label), give every
-bad row a reason code, run the Great Expectations checkpoint on the raw file
-and the Pandera raw contract on the accepted rows, then write
+before anything is written), map it to the use case's canonical raw columns
+and label, give every bad row a reason code, run the Great Expectations
+checkpoint on the raw file and the Pandera raw contract on the accepted rows,
+then write
 
-    <run_dir>/accepted.parquet    text, label, source, source_row
-    <run_dir>/quarantine.parquet  source, source_row, text, raw_label, reason, detail
+    <run_dir>/accepted.parquet    the raw columns, label, source, source_row
+    <run_dir>/quarantine.parquet  source, source_row, the raw columns as written, raw_label,
+                                  reason, detail
     <run_dir>/validation_report.json
     <run_dir>/data_docs/index.html
+
+The use case (the manifest's `use_case`, else its sources') is looked up in
+the registry: a text use case's rows go through ingestion.rowchecks (empty,
+undecodable, too long text), a tabular one's through ingestion.tabular (the
+contract's `row_reasons`: missing, non-numeric, out-of-range values,
+codes the contract does not allow). Both then check labels, conflicting
+duplicates and the contract's Pandera `raw_schema`.
 
 accepted + quarantined = read is checked per source and in total. The run
 fails when a critical expectation fails or when the quarantined share (of
@@ -28,7 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from contracts.reviews import raw_schema
+from core.usecases import UseCase, get_use_case
+from ingestion import tabular
 from ingestion.atomic import atomic_target, write_json_atomic
 from ingestion.errors import (
     IngestionError,
@@ -172,6 +182,20 @@ def _threshold_message(
     )
 
 
+def _use_case(manifest: dict, specs: list[SourceSpec]) -> UseCase:
+    """The one use case every source of the run feeds."""
+    names = {spec.use_case for spec in specs}
+    wanted = manifest.get("use_case")
+    if wanted:
+        names.add(str(wanted))
+    if len(names) != 1:
+        raise SourceConfigError(
+            f"the run's sources feed different use cases {sorted(names)} "
+            f"({[(s.name, s.use_case) for s in specs]}); one run trains one use case"
+        )
+    return get_use_case(names.pop())
+
+
 def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: float = 0.05) -> dict:
     """Validate every snapshot of `manifest`; write accepted/quarantine Parquet and Data Docs.
 
@@ -189,26 +213,39 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
     run = Path(run_dir).expanduser().resolve()
     policy = load_policy()
     check_policy(policy)
+    specs = [SourceSpec.from_entry(entry) for entry in entries]
+    use_case = _use_case(manifest, specs)
+    text = use_case.kind == "text"
     _clear_previous_outputs(run)
 
     checked: list[pd.DataFrame] = []
     ge_inputs: list[tuple[SourceSpec, pd.DataFrame]] = []
     read: dict[str, int] = {}
     snapshots: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        spec = SourceSpec.from_entry(entry)
+    for entry, spec in zip(entries, specs, strict=True):
         path = _snapshot(entry, run)
         raw = read_raw(path, spec)
         read[spec.name] = len(raw)
         snapshots[spec.name] = {"snapshot": str(path), "sha256": entry.get("sha256")}
-        checked.append(check_rows(raw, spec, policy))
-        ge_inputs.append((spec, _ge_view(raw, spec, policy)))
-        logger.info("read %s: %d rows from %s", spec.name, len(raw), path)
+        if text:
+            checked.append(check_rows(raw, spec, policy))
+            ge_inputs.append((spec, _ge_view(raw, spec, policy)))
+        else:
+            checked.append(tabular.check_rows(raw, spec, policy, use_case))
+            ge_inputs.append((spec, tabular.ge_view(raw, spec, policy, use_case)))
+        logger.info(
+            "read %s: %d rows from %s (use case %s)", spec.name, len(raw), path, use_case.name
+        )
 
     rows = pd.concat(checked, ignore_index=True)
-    rows = apply_contract(flag_conflicting_duplicates(rows))
-    accepted = accepted_frame(rows)
-    quarantined = quarantine_frame(rows)
+    if text:
+        rows = apply_contract(flag_conflicting_duplicates(rows))
+        accepted = accepted_frame(rows)
+        quarantined = quarantine_frame(rows)
+    else:
+        rows = tabular.finish(rows, use_case)
+        accepted = tabular.accepted_frame(rows, use_case)
+        quarantined = tabular.quarantine_frame(rows, use_case)
     per_source = _count(read, accepted, quarantined, policy)
     for name, counts in per_source.items():
         counts.update(snapshots[name])
@@ -238,6 +275,7 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
     share = counted_total / total_read
     report: dict[str, Any] = {
         "status": "passed",
+        "use_case": use_case.name,
         "rows_read": total_read,
         "rows_accepted": len(accepted),
         "rows_quarantined": len(quarantined),
@@ -296,7 +334,7 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
             f"Inspect {quarantine_path}"
         )
     else:
-        raw_schema.validate(accepted)
+        use_case.contract.raw_schema.validate(accepted)
         with atomic_target(run / ACCEPTED) as tmp:
             accepted.to_parquet(tmp, index=False)
 

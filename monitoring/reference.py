@@ -2,8 +2,9 @@
 
 A profile is a sample of the training rows' features with the model's scores
 (and labels when known). The daily drift check compares logged predictions
-against it, so the profile must hold the same columns serving logs:
-`features.reviews.FEATURE_COLUMNS` + `score` (+ `label`) + `prediction`.
+against it, so the profile must hold the same columns serving logs: the use
+case's `FEATURE_COLUMNS` (features/<use case>.py) + `score` (+ `label`) +
+`prediction`.
 
 The scores should be out-of-sample (validation split or out-of-fold
 predictions): a model scores its own training rows more confidently than new
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.reviews import FEATURE_COLUMNS, FEATURE_DTYPES
+from core.usecases import get_use_case
 
 SCORE = "score"
 LABEL = "label"
@@ -45,15 +46,19 @@ def build_reference_profile(
     sample_size: int = 5000,
     seed: int = 0,
     decision_threshold: float = 0.5,
+    use_case: str | None = None,
 ) -> pd.DataFrame:
     """A seeded random sample (at most `sample_size` rows) of features + score (+ label).
 
     `prediction` is `score >= decision_threshold`, the label serving would return.
+    The feature columns are `use_case`'s (default reviews).
     """
+    uc = get_use_case(use_case)
+    FEATURE_COLUMNS, FEATURE_DTYPES = uc.features.FEATURE_COLUMNS, uc.features.FEATURE_DTYPES
     missing = [c for c in FEATURE_COLUMNS if c not in features.columns]
     if missing:
         raise ProfileError(
-            f"features lack column(s) {missing}; build them with features.reviews.build_features"
+            f"features lack column(s) {missing}; build them with {uc.feature_module}.build_features"
         )
     if sample_size < 1:
         raise ProfileError(f"sample_size must be >= 1, got {sample_size}")
@@ -78,14 +83,27 @@ def build_reference_profile(
     return profile.astype({name: FEATURE_DTYPES[name] for name in FEATURE_COLUMNS})
 
 
-def validate_profile(profile: pd.DataFrame, source: str = "profile") -> pd.DataFrame:
-    """Raise ProfileError naming what is missing; return the frame unchanged otherwise."""
-    missing = [c for c in (*FEATURE_COLUMNS, SCORE) if c not in profile.columns]
-    if missing:
-        raise ProfileError(
-            f"{source} lacks column(s) {missing}; expected {[*FEATURE_COLUMNS, SCORE]}"
-        )
-    return profile
+def validate_profile(
+    profile: pd.DataFrame, source: str = "profile", use_case: str | None = None
+) -> pd.DataFrame:
+    """Raise ProfileError naming what is missing; return the frame unchanged otherwise.
+
+    Without a use case the profile must hold the score and the feature columns of some
+    registered use case (a profile does not name its use case).
+    """
+    candidates = [use_case] if use_case else list(_registered())
+    for name in candidates:
+        if all(c in profile.columns for c in (*get_use_case(name).features.FEATURE_COLUMNS, SCORE)):
+            return profile
+    first = [*get_use_case(candidates[0]).features.FEATURE_COLUMNS, SCORE]
+    missing = [c for c in first if c not in profile.columns]
+    raise ProfileError(f"{source} lacks column(s) {missing}; expected {first}")
+
+
+def _registered() -> list[str]:
+    from core.usecases import use_case_names
+
+    return use_case_names()
 
 
 def save_profile(profile: pd.DataFrame, path: str | Path) -> Path:

@@ -9,8 +9,14 @@ default, "infer" → the inferred source) or raise `ParamError` naming the Param
 and the problem. Later tasks call the same functions with `check_files=False`
 to read the same normalised values.
 
-Only the standard library and PyYAML are imported: the DAG files use
-`source_names` and `family_names` at parse time for the form's choices.
+Both DAGs take a `use_case` Param (a name of the use-case registry,
+core/usecases.yaml); sources, model families, the registered model name and
+the drift thresholds are then those of that use case.
+
+Only the standard library, PyYAML and the registry (core.usecases, which
+imports no use-case module until asked) are imported: the DAG files use
+`use_case_names`, `source_names` and `family_names` at parse time for the
+form's choices.
 """
 
 from __future__ import annotations
@@ -25,15 +31,25 @@ from typing import Any
 
 import yaml
 
+from core.usecases import (
+    DEFAULT_USE_CASE,
+    UseCase,
+    UseCaseError,
+    get_use_case,
+    load_registry,
+    use_case_names,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCES_YAML = REPO_ROOT / "contracts" / "sources.yaml"
-SEARCH_SPACES_YAML = REPO_ROOT / "training" / "config" / "search_spaces.yaml"
 
 INFER = "infer"
 """The `source` choice that picks the sources.yaml entry from the file name."""
 
 CANONICAL_SOURCE = "synthetic"
-"""The layout of a file no known dataset name matches: columns `text` and `label`."""
+"""The reviews layout of a file no known dataset name matches: columns `text` and `label`.
+
+Every use case names its own in the registry (`default_source`)."""
 
 SOURCE_ENTRY_KEYS = frozenset(
     {
@@ -47,6 +63,7 @@ SOURCE_ENTRY_KEYS = frozenset(
         "expectation_suite",
         "delimiter",
         "format",
+        "columns",
     }
 )
 
@@ -79,30 +96,69 @@ def _sources() -> dict[str, dict[str, Any]]:
     return dict(yaml.safe_load(SOURCES_YAML.read_text())["sources"])
 
 
-def source_names() -> list[str]:
-    """The sources contracts/sources.yaml defines, in its order."""
-    return list(_sources())
+def _source_use_case(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("use_case", DEFAULT_USE_CASE))
 
 
-@lru_cache(maxsize=1)
-def family_names() -> list[str]:
-    """The model families training/config/search_spaces.yaml defines, in its order."""
-    return list(yaml.safe_load(SEARCH_SPACES_YAML.read_text())["families"])
+def source_names(use_case: str | None = None) -> list[str]:
+    """The sources contracts/sources.yaml defines (feeding `use_case` when given), in its order."""
+    return [k for k, v in _sources().items() if use_case is None or _source_use_case(v) == use_case]
 
 
-def default_model_name() -> str:
-    return os.environ.get("DRIFTLOOP_MODEL_NAME", "review-sentiment")
+def use_case_choices() -> dict[str, str]:
+    """{registered use case: what the form shows for it} (the default first)."""
+    registry = load_registry()
+    return {
+        name: f"{name}: {registry[name].description}" if registry[name].description else name
+        for name in use_case_names()
+    }
 
 
-def infer_source(path: str | os.PathLike[str] | None) -> str:
-    """The sources.yaml entry whose `file` is this file's name, else the canonical layout."""
-    if not path:
-        return CANONICAL_SOURCE
-    name = Path(path).name
-    for key, spec in _sources().items():
-        if spec.get("file") == name:
-            return key
-    return CANONICAL_SOURCE
+@lru_cache(maxsize=16)
+def _families_in(path: Path) -> tuple[str, ...]:
+    return tuple(yaml.safe_load(path.read_text())["families"])
+
+
+def family_names(use_case: str | None = None) -> list[str]:
+    """The model families of `use_case`'s (default: reviews') search_spaces.yaml, in its order."""
+    return list(_families_in(get_use_case(use_case).config_path("search_spaces")))
+
+
+def all_family_names() -> list[str]:
+    """Every registered use case's model families (the form's examples)."""
+    families: dict[str, None] = {}
+    for name in use_case_names():
+        families.update(dict.fromkeys(family_names(name)))
+    return list(families)
+
+
+def default_model_name(use_case: str | None = None) -> str:
+    """The registered model name of `use_case` (its registry entry, env overrides honoured)."""
+    return get_use_case(use_case).model_name
+
+
+def default_source(use_case: str | None = None) -> str:
+    """The source a file of no known dataset name is read as: the use case's default_source."""
+    uc = get_use_case(use_case)
+    if uc.default_source:
+        return uc.default_source
+    own = source_names(uc.name)
+    return own[0] if own else CANONICAL_SOURCE
+
+
+def infer_source(path: str | os.PathLike[str] | None, use_case: str | None = None) -> str:
+    """The use case's sources.yaml entry whose `file` is this file's name, else its default."""
+    if path:
+        name = Path(path).name
+        for key in source_names(get_use_case(use_case).name):
+            if _sources()[key].get("file") == name:
+                return key
+    return default_source(use_case)
+
+
+def _shown(path: Path) -> str:
+    """A config path as a message shows it: relative to the repository when inside it."""
+    return str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
 
 
 def _blank(value: Any) -> bool:
@@ -148,20 +204,41 @@ def _existing_file(name: str, value: Any, check_files: bool) -> str:
     return str(path)
 
 
-def _source(name: str, value: Any, path: str | None) -> tuple[str, bool]:
+def _source(name: str, value: Any, path: str | None, use_case: str) -> tuple[str, bool]:
     """(source key, inferred?) for a `source`-like Param."""
     if _blank(value) or value == INFER:
-        return infer_source(path), True
+        return infer_source(path, use_case), True
     if value not in _sources():
         raise ParamError(
             name,
-            f"unknown source {value!r}; choose {INFER!r} or one of {source_names()} "
+            f"unknown source {value!r}; choose {INFER!r} or one of {source_names(use_case)} "
             "(contracts/sources.yaml)",
+        )
+    feeds = _source_use_case(_sources()[str(value)])
+    if feeds != use_case:
+        raise ParamError(
+            name,
+            f"source {value!r} feeds use case {feeds!r}, not {use_case!r}; choose {INFER!r} "
+            f"or one of {source_names(use_case)}",
         )
     return str(value), False
 
 
-def _source_entries(name: str, value: Any, check_files: bool) -> list[dict[str, Any]]:
+def _use_case(value: Any) -> str:
+    if _blank(value):
+        return DEFAULT_USE_CASE
+    try:
+        uc: UseCase = get_use_case(str(value).strip())
+    except UseCaseError:
+        raise ParamError(
+            "use_case", f"unknown use case {value!r}; registered: {use_case_names()}"
+        ) from None
+    return uc.name
+
+
+def _source_entries(
+    name: str, value: Any, check_files: bool, use_case: str = DEFAULT_USE_CASE
+) -> list[dict[str, Any]]:
     """Each item: {"path": ..., "source": <key or "infer">} or an inline column mapping."""
     if value is None:
         return []
@@ -179,9 +256,12 @@ def _source_entries(name: str, value: Any, check_files: bool) -> list[dict[str, 
             raise ParamError(where, f"has no 'path'; each item looks like {_EXAMPLE}")
         entry = dict(item)
         entry["path"] = _existing_file(where, item["path"], check_files)
-        inline = all(item.get(k) for k in ("text_column", "label_column", "label_map"))
+        mapping = item.get("text_column") or item.get("columns")
+        inline = bool(mapping) and all(item.get(k) for k in ("label_column", "label_map"))
         if not (inline and _blank(item.get("source"))):
-            entry["source"], _ = _source(f"{where}.source", item.get("source"), entry["path"])
+            entry["source"], _ = _source(
+                f"{where}.source", item.get("source"), entry["path"], use_case
+            )
         entries.append(entry)
     return entries
 
@@ -189,8 +269,8 @@ def _source_entries(name: str, value: Any, check_files: bool) -> list[dict[str, 
 _EXAMPLE = '{"path": "/data/amazon.csv.gz", "source": "amazon"}'
 
 
-def _families(value: Any) -> list[str]:
-    known = family_names()
+def _families(value: Any, use_case: str = DEFAULT_USE_CASE) -> list[str]:
+    known = family_names(use_case)
     if value is None or value == []:
         return known
     if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
@@ -199,15 +279,15 @@ def _families(value: Any) -> list[str]:
     if unknown:
         raise ParamError(
             "families",
-            f"unknown model families {unknown}; known: {known} "
-            "(training/config/search_spaces.yaml)",
+            f"unknown model families {unknown}; use case {use_case!r} knows {known} "
+            f"({_shown(get_use_case(use_case).config_path('search_spaces'))})",
         )
     return list(dict.fromkeys(value))
 
 
-def _model_name(value: Any) -> str:
+def _model_name(value: Any, use_case: str = DEFAULT_USE_CASE) -> str:
     if _blank(value):
-        return default_model_name()
+        return default_model_name(use_case)
     if not isinstance(value, str) or not _MODEL_NAME.match(value.strip()):
         raise ParamError(
             "model_name",
@@ -232,18 +312,21 @@ def check_training_params(params: Mapping[str, Any], *, check_files: bool = True
     on a worker that can read them; later tasks skip the disk check).
     """
     out = dict(params)
+    use_case = out["use_case"] = _use_case(params.get("use_case"))
     data_path = None if _blank(params.get("data_path")) else params["data_path"]
     out["data_path"] = _existing_file("data_path", data_path, check_files) if data_path else None
-    out["source"], out["source_inferred"] = _source("source", params.get("source"), data_path)
+    out["source"], out["source_inferred"] = _source(
+        "source", params.get("source"), data_path, use_case
+    )
     out["extra_sources"] = _source_entries(
-        "extra_sources", params.get("extra_sources"), check_files
+        "extra_sources", params.get("extra_sources"), check_files, use_case
     )
     out["synthetic_rows"] = _number(params, "synthetic_rows", 3000, integer=True)
-    out["families"] = _families(params.get("families"))
+    out["families"] = _families(params.get("families"), use_case)
     out["n_trials"] = _number(params, "n_trials", 8, integer=True)
     out["family_timeout_s"] = _number(params, "family_timeout_s", 300, integer=True)
     out["max_quarantine_share"] = _number(params, "max_quarantine_share", 0.05, integer=False)
-    out["model_name"] = _model_name(params.get("model_name"))
+    out["model_name"] = _model_name(params.get("model_name"), use_case)
     reason = params.get("reason")
     out["reason"] = "manual" if _blank(reason) else str(reason).strip()
     out["trigger"] = _object("trigger", params.get("trigger"))
@@ -270,7 +353,8 @@ def parse_instant(name: str, value: Any) -> datetime | None:
 def check_drift_params(params: Mapping[str, Any], *, check_files: bool = True) -> dict[str, Any]:
     """The `drift_check` Params, normalised; ParamError on the first bad one."""
     out = dict(params)
-    out["model_name"] = _model_name(params.get("model_name"))
+    use_case = out["use_case"] = _use_case(params.get("use_case"))
+    out["model_name"] = _model_name(params.get("model_name"), use_case)
     start = parse_instant("window_start", params.get("window_start"))
     end = parse_instant("window_end", params.get("window_end"))
     if start is not None and end is not None and end <= start:
@@ -279,7 +363,7 @@ def check_drift_params(params: Mapping[str, Any], *, check_files: bool = True) -
         )
     out["window_start"] = start.isoformat() if start else None
     out["window_end"] = end.isoformat() if end else None
-    out["thresholds"] = _thresholds(params.get("thresholds"))
+    out["thresholds"] = _thresholds(params.get("thresholds"), use_case)
     retrain = params.get("retrain")
     if retrain is not None and not isinstance(retrain, bool):
         raise ParamError("retrain", f"{retrain!r} is not true or false")
@@ -289,30 +373,36 @@ def check_drift_params(params: Mapping[str, Any], *, check_files: bool = True) -
     out["retrain_data_path"] = (
         _existing_file("retrain_data_path", data_path, check_files) if data_path else None
     )
-    out["retrain_source"], _ = _source("retrain_source", params.get("retrain_source"), data_path)
+    out["retrain_source"], _ = _source(
+        "retrain_source", params.get("retrain_source"), data_path, use_case
+    )
     out["retrain_extra_sources"] = _source_entries(
-        "retrain_extra_sources", params.get("retrain_extra_sources"), check_files
+        "retrain_extra_sources", params.get("retrain_extra_sources"), check_files, use_case
     )
     out["retrain_conf"] = _object("retrain_conf", params.get("retrain_conf"))
     if out["retrain_conf"]:
         # The retrain conf becomes training_pipeline's Params: catch its typos now.
-        check_training_params(
-            {k: v for k, v in out["retrain_conf"].items() if k != "trigger"}, check_files=False
-        )
+        conf = {k: v for k, v in out["retrain_conf"].items() if k != "trigger"}
+        if not _blank(conf.get("use_case")) and _use_case(conf["use_case"]) != use_case:
+            raise ParamError(
+                "retrain_conf",
+                f"use_case {conf['use_case']!r} differs from this run's use case {use_case!r}",
+            )
+        check_training_params({**conf, "use_case": use_case}, check_files=False)
     return out
 
 
-def _thresholds(value: Any) -> dict[str, Any]:
+def _thresholds(value: Any, use_case: str = DEFAULT_USE_CASE) -> dict[str, Any]:
     thresholds = _object("thresholds", value)
     if not thresholds:
         return thresholds
-    path = REPO_ROOT / "monitoring" / "config" / "drift.yaml"
+    path = get_use_case(use_case).config_path("drift")
     known = set(yaml.safe_load(path.read_text()))
     unknown = sorted(set(thresholds) - known)
     if unknown:
         raise ParamError(
             "thresholds",
-            f"unknown keys {unknown}; any key of monitoring/config/drift.yaml: {sorted(known)}",
+            f"unknown keys {unknown}; any key of {_shown(path)} (use case {use_case!r}): {sorted(known)}",
         )
     return thresholds
 
@@ -326,7 +416,8 @@ def describe_sources(params: Mapping[str, Any]) -> str:
     for entry in params.get("extra_sources") or []:
         parts.append(f"{entry['path']} (source {entry.get('source') or 'inline mapping'})")
     if not parts:
-        return f"{params.get('synthetic_rows')} generated synthetic reviews"
+        what = params.get("use_case") or DEFAULT_USE_CASE
+        return f"{params.get('synthetic_rows')} generated synthetic rows of use case {what!r}"
     return " + ".join(parts)
 
 

@@ -29,20 +29,33 @@ def run_dir_for(run_id: str) -> Path:
 
 
 def resolve_sources(params: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
-    """The sources named by the run's checked Params; synthetic data when no path is given."""
+    """The sources named by the run's checked Params; synthetic data when no path is given.
+
+    Synthetic rows come from the use case's registered generator, in the layout of
+    its default source.
+    """
+    from core.usecases import get_use_case
+    from pipelines.params import default_source
+
+    use_case = get_use_case(params.get("use_case"))
     sources: list[dict[str, Any]] = []
     if params.get("data_path"):
         sources.append({"path": params["data_path"], "source": params["source"]})
     sources.extend(dict(extra) for extra in params.get("extra_sources") or [])
     if not sources:
-        from synthetic import generate_reviews
-
-        path = run_dir / "generated" / "synthetic_reviews.csv"
+        generate = use_case.synthetic
+        if generate is None:
+            raise ValueError(
+                f"use case {use_case.name!r} registers no synthetic generator: give a Data file"
+            )
+        path = run_dir / "generated" / f"synthetic_{use_case.name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = int(params["synthetic_rows"])
-        generate_reviews(rows, seed=0).to_csv(path, index=False)
-        log.info("no data_path given: generated %d synthetic reviews at %s", rows, path)
-        sources.append({"path": str(path), "source": "synthetic"})
+        generate(rows, seed=0).to_csv(path, index=False)
+        log.info(
+            "no data_path given: generated %d synthetic %s rows at %s", rows, use_case.name, path
+        )
+        sources.append({"path": str(path), "source": default_source(use_case.name)})
     return sources
 
 
@@ -62,6 +75,7 @@ def ingest_sources(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         log.info("trigger details: %s", json.dumps(params["trigger"], default=str))
     manifest = snapshot_sources(resolve_sources(params, run_dir), str(run_dir))
     manifest["run_dir"] = str(run_dir)
+    manifest["use_case"] = params.get("use_case") or manifest.get("use_case")
     for item in manifest["sources"]:
         log.info(
             "snapshot %s: %s (%d bytes, sha256 %s)",
@@ -84,8 +98,9 @@ def validate(manifest: dict[str, Any], max_quarantine_share: float) -> dict[str,
     from pipelines.links import publish_link
 
     log.info(
-        "validate_raw: Great Expectations checkpoint + Pandera contract on %s; "
+        "validate_raw (use case %s): Great Expectations checkpoint + Pandera contract on %s; "
         "the run fails above a quarantine share of %.1f%%",
+        manifest.get("use_case"),
         ", ".join(f"{item['name']} ({item['snapshot']})" for item in manifest["sources"]),
         100 * max_quarantine_share,
     )
@@ -107,11 +122,20 @@ def validate(manifest: dict[str, Any], max_quarantine_share: float) -> dict[str,
     report["run_dir"] = manifest["run_dir"]
     from monitoring.pipeline_metrics import push_validation
 
-    push_validation(report, Path(manifest["run_dir"]).name)
+    push_validation(report, Path(manifest["run_dir"]).name, report.get("use_case"))
     return report
 
 
-def spark_submit_command(input_path: str, output_dir: str, master: str) -> list[str]:
+def spark_submit_command(
+    input_path: str, output_dir: str, master: str, use_case: str | None = None
+) -> list[str]:
+    """spark-submit of the feature job on validate_raw's accepted rows.
+
+    Those rows are in the use case's canonical raw columns with a 0/1 `label`, so
+    the job maps no source: canonical columns and the contract's label names.
+    """
+    from core.usecases import get_use_case
+
     spark_submit = Path(sys.executable).with_name("spark-submit")
     return [
         str(spark_submit) if spark_submit.exists() else "spark-submit",
@@ -126,24 +150,26 @@ def spark_submit_command(input_path: str, output_dir: str, master: str) -> list[
         input_path,
         "--output",
         output_dir,
-        "--source",
-        "synthetic",
+        "--use-case",
+        get_use_case(use_case).name,
     ]
 
 
 def run_spark_featurize(validated: dict[str, Any]) -> dict[str, Any]:
     """Run the Spark job as a real spark-submit (local[*] or a cluster URL alike)."""
     output_dir = Path(validated["run_dir"]) / "spark"
+    use_case = validated.get("use_case")
     command = spark_submit_command(
-        validated["accepted_path"], str(output_dir), get_settings().spark_master
+        validated["accepted_path"], str(output_dir), get_settings().spark_master, use_case
     )
     env = dict(os.environ)
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     log.info(
-        "featurize: Spark (%s) cleans, de-duplicates, splits and computes features of %s",
+        "featurize: Spark (%s) cleans, de-duplicates, splits and computes %s features of %s",
         get_settings().spark_master,
+        use_case,
         validated["accepted_path"],
     )
     log.info("running: %s", " ".join(command))
@@ -163,11 +189,12 @@ def run_spark_featurize(validated: dict[str, Any]) -> dict[str, Any]:
     log.info("featurize done: features written to %s: %s", output_dir / "features", stats)
     from monitoring.pipeline_metrics import push_features_written
 
-    push_features_written(stats)
+    push_features_written(stats, use_case)
     return {
         "features_dir": str(output_dir / "features"),
         "stats": stats,
         "run_dir": validated["run_dir"],
+        "use_case": use_case,
     }
 
 
@@ -184,16 +211,20 @@ def plan_search(
     families = [str(f) for f in params.get("families") or []]
     if not families:
         raise ValueError("the 'families' Param is empty: name at least one model family")
+    use_case = str(params.get("use_case") or featurized.get("use_case"))
     parent = start_parent_run(
         run_id,
         tags={
             "airflow_run_id": run_id,
             "trigger_reason": str(params.get("reason", "manual")),
             "data_sha256": manifest["data_sha256"],
+            "use_case": use_case,
         },
     )
     log.info(
-        "plan_search: %d families %s, %d trials and %d s each, under parent MLflow run %s",
+        "plan_search: use case %s, %d families %s, %d trials and %d s each, under parent "
+        "MLflow run %s",
+        use_case,
         len(families),
         families,
         int(params["n_trials"]),
@@ -211,6 +242,7 @@ def plan_search(
             "timeout_s": float(params.get("family_timeout_s", 300)),
             "study_name": f"{safe}-{family}",
             "parent_run_id": parent,
+            "use_case": use_case,
         }
         for family in families
     ]
@@ -245,6 +277,7 @@ def tune_one(spec: dict[str, Any]) -> dict[str, Any]:
         timeout_s=spec["timeout_s"],
         study_name=spec["study_name"],
         parent_run_id=spec["parent_run_id"],
+        use_case=_use_case_of(spec),
     )
     if result.get("child_run_id"):
         _publish_run_link("mlflow_run", result["child_run_id"])
@@ -259,6 +292,13 @@ def tune_one(spec: dict[str, Any]) -> dict[str, Any]:
         float(result.get("best_value") or float("nan")),
     )
     return result
+
+
+def _use_case_of(item: dict[str, Any]) -> str:
+    """The use case an XCom dict names (the registry's default when it names none)."""
+    from core.usecases import get_use_case
+
+    return get_use_case(item.get("use_case")).name
 
 
 def pick_best(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -288,7 +328,9 @@ def evaluate_refit(trained: dict[str, Any], featurized: dict[str, Any]) -> dict[
         trained["run_id"],
         featurized["features_dir"],
     )
-    metrics = evaluate_run(trained["run_id"], featurized["features_dir"])
+    metrics = evaluate_run(
+        trained["run_id"], featurized["features_dir"], use_case=_use_case_of(featurized)
+    )
     _publish_run_link("mlflow_run", trained["run_id"])
     shown = {k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, int | float)}
     log.info("evaluate done: test %s", shown)
@@ -391,12 +433,14 @@ def refit_winner(
         run_name=f"{run_id} refit {best.get('family')}",
         data_sha256=manifest["data_sha256"],
         leaderboard=best.get("leaderboard"),
+        use_case=_use_case_of(specs[0]),
     )
+    trained.setdefault("use_case", specs[0].get("use_case"))
     tag_run(trained["run_id"], params, run_id)
     log_data_lineage(trained["run_id"], params, manifest)
     from monitoring.pipeline_metrics import push_search
 
-    push_search(best)
+    push_search(best, specs[0].get("use_case"))
     data_docs = Path(specs[0]["run_dir"]) / "data_docs" / "index.html"
     if data_docs.exists():
         import mlflow
@@ -410,7 +454,9 @@ def refit_winner(
     return trained
 
 
-def save_reference_profile(run_id: str, features_dir: str, run_dir: str) -> str:
+def save_reference_profile(
+    run_id: str, features_dir: str, run_dir: str, use_case: str | None = None
+) -> str:
     """Log a sample of held-out rows' features and scores with the model.
 
     The daily drift check compares served traffic with this profile, so it is
@@ -421,18 +467,21 @@ def save_reference_profile(run_id: str, features_dir: str, run_dir: str) -> str:
     """
     import mlflow
 
+    from core.usecases import get_use_case
     from monitoring.reference import build_reference_profile, save_profile
     from training.data import feature_frame, labels, load_features, split_frames
 
+    name = get_use_case(use_case).name
     model = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
-    _, _, test = split_frames(load_features(features_dir))
-    features = feature_frame(test)
+    _, _, test = split_frames(load_features(features_dir, name))
+    features = feature_frame(test, name)
     threshold = mlflow.MlflowClient().get_run(run_id).data.tags.get("decision_threshold")
     profile = build_reference_profile(
         features,
         model.predict_proba(features)[:, 1],
-        labels(test),
+        labels(test, name),
         decision_threshold=float(threshold) if threshold else 0.5,
+        use_case=name,
     )
     path = save_profile(profile, Path(run_dir) / "reference" / "profile.parquet")
     mlflow.MlflowClient().log_artifact(run_id, str(path), artifact_path="reference")
@@ -451,12 +500,18 @@ def register_candidate(
         model_name,
         trained["run_id"],
     )
-    save_reference_profile(trained["run_id"], featurized["features_dir"], featurized["run_dir"])
-    result = register_and_gate(trained["run_id"], model_name, featurized["features_dir"])
+    use_case = featurized.get("use_case")
+    save_reference_profile(
+        trained["run_id"], featurized["features_dir"], featurized["run_dir"], use_case
+    )
+    result = register_and_gate(
+        trained["run_id"], model_name, featurized["features_dir"], use_case=_use_case_of(featurized)
+    )
     result["model_name"] = model_name
+    result["use_case"] = use_case
     from monitoring.pipeline_metrics import push_gate
 
-    push_gate(result, model_name)
+    push_gate(result, model_name, use_case)
     publish_link(
         "model_version",
         model_version_url(model_name, str(result["version"])),

@@ -3,14 +3,18 @@
 
 Daily: did today's traffic still look like what the champion was trained on?
 
+The `use_case` Param picks the use case (core/usecases.yaml): its champion,
+its features and the drift checks that fit its kind.
+
 1. **load_window**: the logical date's window of logged predictions (the API's
    prediction log: features, score, model version, feedback labels if any).
 2. **load_reference**: the champion's reference profile (a sample of its
    training features and scores, saved with the model at registration).
-3. **detect_drift**: Evidently report (numeric features, prediction, text
-   descriptors, domain classifier on the text) + PSI per feature. Report HTML
-   and JSON are kept (path in the task log) and the drift metrics are logged to
-   the MLflow experiment `monitoring`.
+3. **detect_drift**: the use case's checks (its drift.yaml `checks`; by kind:
+   tabular = Evidently drift per feature column + PSI per feature + prediction
+   drift; text adds the text descriptors and the domain classifier on the
+   text). Report HTML and JSON are kept (path in the task log) and the drift
+   metrics are logged to the MLflow experiment `monitoring`.
 4. **check_performance**: with feedback labels in the window, realised
    accuracy / ROC-AUC against the champion's test figures (concept drift).
 5. **decide** → **trigger_retrain**: on drift, starts `training_pipeline` with a
@@ -20,7 +24,8 @@ Daily: did today's traffic still look like what the champion was trained on?
    (monitoring/retrain_data.py); nothing new labelled → no retrain, said in the log.
    Too little traffic → no decision, said so in the log, no alarm.
 
-Thresholds default to `monitoring/config/drift.yaml`; the `thresholds` Param
+Thresholds default to the use case's drift.yaml (reviews:
+`monitoring/config/drift.yaml`, credit: `usecases/credit/drift.yaml`); the `thresholds` Param
 overrides any key for one run. A bad value (a window end before its start, a
 retraining file that does not exist, an unknown threshold key) fails
 **load_window** at once with one line naming the Param.
@@ -42,20 +47,31 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task
 from pipelines.links import links
-from pipelines.params import INFER, params_markdown, source_names
+from pipelines.params import INFER, params_markdown, source_names, use_case_choices
 
 ADVANCED = "Advanced: thresholds and the retrain's search"
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
 
 
+USE_CASES = use_case_choices()
+
 PARAMS = {
     # Everyday fields first (the form's default section) ...
+    "use_case": Param(
+        next(iter(USE_CASES)),
+        type="string",
+        enum=list(USE_CASES),
+        values_display=USE_CASES,
+        title="Use case",
+        description="Which registered use case (core/usecases.yaml) to check: its features, "
+        "its drift checks and thresholds (by kind: text or tabular) and its champion.",
+    ),
     "model_name": Param(
         None,
         type=["null", "string"],
         title="Registered model name",
-        description="Whose champion to compare with. Empty: DRIFTLOOP_MODEL_NAME "
-        "(review-sentiment).",
+        description="Whose champion to compare with. Empty: the use case's model "
+        "(review-sentiment, credit-default).",
     ),
     "window_start": Param(
         None,
@@ -96,7 +112,8 @@ PARAMS = {
             **{name: name for name in source_names()},
         },
         title="Retraining data source format",
-        description="contracts/sources.yaml entry of the retraining data file.",
+        description="contracts/sources.yaml entry of the retraining data file (an entry "
+        "of the chosen use case).",
     ),
     "retrain_extra_sources": Param(
         None,
@@ -111,7 +128,8 @@ PARAMS = {
         None,
         type=["null", "object"],
         title="Threshold overrides",
-        description="Any key of monitoring/config/drift.yaml for this run, e.g. "
+        description="Any key of the use case's drift.yaml (reviews: "
+        "monitoring/config/drift.yaml) for this run, e.g. "
         '{"min_rows": 100}. Empty: the file\'s values.',
         section=ADVANCED,
     ),
@@ -178,7 +196,8 @@ def drift_check() -> None:
     def detect_drift(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import detect_drift as run
 
-        return run(window, reference, run_params()["thresholds"])
+        params = run_params()
+        return run(window, reference, params["thresholds"], params["use_case"])
 
     @task
     def check_performance(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:

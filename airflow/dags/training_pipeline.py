@@ -1,13 +1,16 @@
 """
 ### training_pipeline
 
-Raw reviews in, a gated MLflow model version out:
+Raw labelled rows of one use case (the `use_case` Param: review sentiment,
+credit default, any use case of the registry `core/usecases.yaml`) in, a gated
+MLflow model version out:
 
 1. **ingest**: immutable snapshot of each source file + sha256 (lineage).
-   No data path → a synthetic set is generated (offline demo).
-2. **validate_raw**: Great Expectations checkpoint + Pandera contract; bad rows
-   go to a quarantine file with a reason code; the run fails above the
-   quarantine share.
+   No data path → a synthetic set of the use case is generated (offline demo).
+2. **validate_raw**: the use case's Great Expectations suite + Pandera contract
+   (+ its row checks: text checks, or value ranges and allowed codes for a
+   tabular use case); bad rows go to a quarantine file with a reason code; the
+   run fails above the quarantine share.
 3. **featurize**: the Spark job (`jobs/spark/featurize.py`, `spark-submit`):
    clean, de-duplicate, stable hash split, features via `mapInPandas` calling
    the same `features/` code the API runs.
@@ -19,7 +22,7 @@ Raw reviews in, a gated MLflow model version out:
    gated metric may regress overall or on any segment, and the primary must improve).
 
 Trigger it from the UI (**Trigger**: the form's defaults train on synthetic
-reviews), from the daily `drift_check` DAG (the `reason` and `trigger` Params
+reviews; pick another **Use case** for its synthetic rows), from the daily `drift_check` DAG (the `reason` and `trigger` Params
 then say why), or via the REST API with the same names as `conf` keys. A bad
 value fails **ingest** at once with one line naming the Param.
 
@@ -42,21 +45,39 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task
 from pipelines.links import links
-from pipelines.params import INFER, LIMITS, family_names, params_markdown, source_names
+from pipelines.params import (
+    INFER,
+    LIMITS,
+    all_family_names,
+    params_markdown,
+    source_names,
+    use_case_choices,
+)
 
 ADVANCED = "Advanced: search budget and thresholds"
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=20), "owner": "driftloop"}
 
 
+USE_CASES = use_case_choices()
+
 PARAMS = {
     # Everyday fields first (the form's default section) ...
+    "use_case": Param(
+        next(iter(USE_CASES)),
+        type="string",
+        enum=list(USE_CASES),
+        values_display=USE_CASES,
+        title="Use case",
+        description="Which registered use case (core/usecases.yaml) to train: its raw "
+        "columns, contract, sources, model families and registered model.",
+    ),
     "data_path": Param(
         None,
         type=["null", "string"],
         title="Data file",
         description="Absolute path of a CSV, CSV.gz, Parquet or JSONL file of labelled "
-        "reviews that the Airflow workers can read. Empty: generate synthetic reviews "
-        "(see Synthetic rows).",
+        "rows of the use case that the Airflow workers can read. Empty: generate "
+        "synthetic rows of the use case (see Synthetic rows).",
     ),
     "source": Param(
         INFER,
@@ -68,15 +89,16 @@ PARAMS = {
         },
         title="Source format",
         description="Which column mapping and label map of contracts/sources.yaml the "
-        "file uses. 'Infer from the file name': a file named like a known dataset "
-        "(e.g. imdb_50k.csv.gz) uses that entry, any other file the text/label layout.",
+        "file uses (an entry of the chosen use case). 'Infer from the file name': a file "
+        "named like a known dataset (e.g. imdb_50k.csv.gz, uci_credit_card.csv.gz) uses "
+        "that entry, any other file the use case's default layout.",
     ),
     "model_name": Param(
         None,
         type=["null", "string"],
         title="Registered model name",
         description="The MLflow registered model that gets the new version. "
-        "Empty: DRIFTLOOP_MODEL_NAME (review-sentiment).",
+        "Empty: the use case's model (review-sentiment, credit-default).",
     ),
     "synthetic_rows": Param(
         3000,
@@ -84,8 +106,8 @@ PARAMS = {
         minimum=int(LIMITS["synthetic_rows"][0]),
         maximum=int(LIMITS["synthetic_rows"][1]),
         title="Synthetic rows",
-        description="How many synthetic reviews to generate when Data file is empty "
-        "(ignored otherwise).",
+        description="How many synthetic rows of the use case to generate when Data file "
+        "is empty (ignored otherwise).",
     ),
     "extra_sources": Param(
         None,
@@ -101,10 +123,11 @@ PARAMS = {
         None,
         type=["null", "array"],
         items={"type": "string"},
-        examples=family_names(),
+        examples=all_family_names(),
         title="Model families",
-        description="One parallel Optuna study each (training/config/search_spaces.yaml). "
-        "Empty: every family.",
+        description="One parallel Optuna study each, from the use case's search_spaces.yaml "
+        "(reviews: training/config/, credit: usecases/credit/). Empty: every family of "
+        "the use case.",
         section=ADVANCED,
     ),
     "n_trials": Param(

@@ -46,7 +46,8 @@ def test_training_defaults_need_nothing() -> None:
     assert params["n_trials"] == 8 and params["synthetic_rows"] == 3000
     assert params["model_name"] == "review-sentiment"
     assert params["reason"] == "manual" and params["trigger"] == {}
-    assert describe_sources(params) == "3000 generated synthetic reviews"
+    assert params["use_case"] == "reviews"
+    assert describe_sources(params) == "3000 generated synthetic rows of use case 'reviews'"
 
 
 def test_empty_strings_count_as_empty() -> None:
@@ -197,3 +198,64 @@ def test_retraining_source_is_inferred(tmp_path: Path) -> None:
     landed.write_bytes(b"")
     params = check_drift_params({"retrain_data_path": str(landed)})
     assert params["retrain_source"] == "amazon"
+
+
+def test_use_case_picks_sources_families_model_and_thresholds() -> None:
+    from pipelines.params import default_model_name
+
+    params = check_training_params({"use_case": "credit"})
+    assert params["use_case"] == "credit"
+    assert params["source"] == "credit_synthetic" and params["source_inferred"]
+    assert params["families"] == family_names("credit") != family_names()
+    assert params["model_name"] == default_model_name("credit") == "credit-default"
+    assert describe_sources(params) == "3000 generated synthetic rows of use case 'credit'"
+    assert infer_source("/data/uci_credit_card.csv.gz", "credit") == "credit"
+    assert infer_source("/data/other.csv", "credit") == "credit_synthetic"
+    assert set(source_names("credit")) == {"credit", "credit_synthetic"}
+    drift = check_drift_params({"use_case": "credit", "thresholds": {"psi_threshold": 0.3}})
+    assert drift["model_name"] == "credit-default"
+
+
+def test_a_source_of_another_use_case_is_rejected(data_file: Path) -> None:
+    _rejects(
+        check_training_params,
+        {"use_case": "credit", "data_path": str(data_file), "source": "imdb"},
+        "source",
+        "feeds use case 'reviews'",
+        "credit_synthetic",
+    )
+    _rejects(
+        check_drift_params,
+        {"use_case": "credit", "retrain_source": "kindle"},
+        "retrain_source",
+        "feeds use case 'reviews'",
+    )
+
+
+def test_unknown_use_case_and_families_of_another_use_case() -> None:
+    _rejects(check_training_params, {"use_case": "fraud"}, "use_case", "'fraud'", "credit")
+    _rejects(
+        check_training_params,
+        {"use_case": "credit", "families": ["nbsvm"]},
+        "families",
+        "use case 'credit' knows",
+    )
+    _rejects(
+        check_drift_params,
+        {"use_case": "credit", "retrain_conf": {"use_case": "reviews"}},
+        "retrain_conf",
+        "differs",
+    )
+
+
+def test_dag_forms_offer_every_registered_use_case() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from core.usecases import use_case_names
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "airflow" / "dags"))
+    for dag_id in ("training_pipeline", "drift_check"):
+        param = bag.dags[dag_id].params.get_param("use_case")
+        assert param.value == "reviews"
+        assert param.schema["enum"] == use_case_names()
+        assert set(param.schema["values_display"]) == set(use_case_names())
