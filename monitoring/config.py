@@ -1,9 +1,12 @@
 """Drift and concept-drift thresholds as data.
 
-The values live in `monitoring/config/drift.yaml`; the drift_check DAG passes
-its Params as overrides, so an operator can loosen or tighten one threshold for
-one run without a code change. Every field is required in the YAML, so a value
-is never silently taken from a default hidden in code.
+The values live in a use case's drift.yaml (the platform's
+`monitoring/config/drift.yaml` for reviews, `usecases/<name>/drift.yaml` when a
+use case has its own); the drift_check DAG passes its Params as overrides, so
+an operator can loosen or tighten one threshold for one run without a code
+change. Every field is required in the YAML, so a value is never silently taken
+from a default hidden in code; the one exception is `checks`, which names the
+checks a use case runs and defaults to those that fit its kind (`KIND_CHECKS`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ CONFIG_DIR = Path(__file__).with_name("config")
 DEFAULT_THRESHOLDS_PATH = CONFIG_DIR / "drift.yaml"
 DEFAULT_LEXICON_PATH = CONFIG_DIR / "lexicon.yaml"
 
-# The checks monitoring.drift.check_drift runs, in report order.
+# The checks monitoring.drift.check_drift can run, in report order.
 CHECK_NAMES: tuple[str, ...] = (
     "feature_drift",
     "feature_psi",
@@ -28,6 +31,15 @@ CHECK_NAMES: tuple[str, ...] = (
     "text_domain",
     "text_descriptors",
 )
+# The checks that fit each kind of use case (core/usecases.py): a tabular use case has
+# numeric features and a score; a text use case also has the text itself, for its
+# descriptors and the domain classifier. A drift.yaml may name its own `checks`.
+KIND_CHECKS: dict[str, tuple[str, ...]] = {
+    "tabular": ("feature_drift", "feature_psi", "prediction_drift"),
+    "text": CHECK_NAMES,
+}
+TEXT_CHECKS: frozenset[str] = frozenset({"text_domain", "text_descriptors"})
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"checks"})
 
 # How the checks' evidence becomes the day's decision (see monitoring.drift).
 DECISION_METHODS: tuple[str, ...] = ("combined", "votes")
@@ -69,6 +81,17 @@ class DriftThresholds:
     min_labels: int
     max_accuracy_drop: float
     max_roc_auc_drop: float
+    # The checks to run, in any order; empty: those of the use case's kind (KIND_CHECKS).
+    checks: tuple[str, ...] = ()
+
+    def enabled_checks(self, kind: str) -> tuple[str, ...]:
+        """The checks this use case runs, in report order: `checks`, else its kind's."""
+        if kind not in KIND_CHECKS:
+            raise ValueError(
+                f"no drift checks for use-case kind {kind!r}; known {list(KIND_CHECKS)}"
+            )
+        chosen = set(self.checks or KIND_CHECKS[kind])
+        return tuple(name for name in CHECK_NAMES if name in chosen)
 
     def __post_init__(self) -> None:
         for name in ("drifted_share", "descriptor_drifted_share", "decision_threshold"):
@@ -83,17 +106,23 @@ class DriftThresholds:
         for name in ("psi_threshold", "max_accuracy_drop", "max_roc_auc_drop"):
             if getattr(self, name) < 0:
                 raise ValueError(f"threshold {name} must be >= 0, got {getattr(self, name)}")
-        if set(self.check_weights) != set(CHECK_NAMES):
+        unknown = sorted(set(self.checks) - set(CHECK_NAMES))
+        if unknown:
+            raise ValueError(f"checks {unknown} are not drift checks; known: {list(CHECK_NAMES)}")
+        weighted = set(self.checks or CHECK_NAMES)
+        if not weighted <= set(self.check_weights) or set(self.check_weights) - set(CHECK_NAMES):
             raise ValueError(
-                f"check_weights must give a weight to each of {list(CHECK_NAMES)}; "
-                f"got {sorted(self.check_weights)}"
+                f"check_weights must give a weight to each of {sorted(weighted)} (and name "
+                f"only checks of {list(CHECK_NAMES)}); got {sorted(self.check_weights)}"
             )
         if any(w < 0 for w in self.check_weights.values()):
             raise ValueError(f"check_weights must be >= 0, got {self.check_weights}")
-        if not 0 < self.min_votes <= sum(self.check_weights.values()):
+        reachable = sum(self.check_weights[name] for name in weighted)
+        if not 0 < self.min_votes <= reachable:
             raise ValueError(
                 f"min_votes={self.min_votes} can never be reached with check_weights "
-                f"{self.check_weights} (must be > 0 and <= their sum)"
+                f"{self.check_weights} of checks {sorted(weighted)} (must be > 0 and <= "
+                "their sum)"
             )
 
         if self.decision_method not in DECISION_METHODS:
@@ -161,6 +190,10 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
                 if not isinstance(value, str) or not value:
                     raise ValueError("expected a non-empty string")
                 out[name] = value
+            elif name == "checks":
+                if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("expected a list of check names")
+                out[name] = tuple(value)
             else:
                 if not isinstance(value, Mapping):
                     raise ValueError("expected a mapping {column: value}")
@@ -183,7 +216,7 @@ def load_thresholds(
     raw = yaml.safe_load(source.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{source} must hold a mapping of threshold names to values")
-    missing = sorted(set(_FIELD_TYPES) - set(raw))
+    missing = sorted(set(_FIELD_TYPES) - OPTIONAL_FIELDS - set(raw))
     if missing:
         raise ValueError(f"{source} is missing drift threshold(s) {missing}")
     base = DriftThresholds(**_coerce(raw))

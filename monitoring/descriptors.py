@@ -72,11 +72,15 @@ def add_text_descriptors(
     *,
     seed: int = 0,
     lexicon: dict[str, frozenset[str]] | None = None,
+    column: str = TEXT_CLEAN,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Copies of both frames with `oov_share` and `lexicon_polarity` columns added."""
+    """Copies of both frames with `oov_share` and `lexicon_polarity` columns added.
+
+    `column` is the cleaned text they are computed on (a text use case's text feature).
+    """
     words = lexicon if lexicon is not None else load_lexicon()
-    ref_tokens = [_tokens(t) for t in reference[TEXT_CLEAN].tolist()]
-    cur_tokens = [_tokens(t) for t in current[TEXT_CLEAN].tolist()]
+    ref_tokens = [_tokens(t) for t in reference[column].tolist()]
+    cur_tokens = [_tokens(t) for t in current[column].tolist()]
 
     in_a = np.zeros(len(ref_tokens), dtype=bool)
     order = np.random.default_rng(seed).permutation(len(ref_tokens))

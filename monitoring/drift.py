@@ -1,7 +1,10 @@
 """The daily drift check: today's logged predictions against the champion's reference profile.
 
-Five checks, each a different view of the same question ("is today's traffic
-still what the champion was trained on?"):
+Up to five checks, each a different view of the same question ("is today's
+traffic still what the champion was trained on?"). A use case runs those that
+fit its kind (monitoring.config.KIND_CHECKS: tabular = the first three, text =
+all five), or the `checks` its drift.yaml names; the feature columns and the
+text column come from its feature module (core/usecases.py):
 
 | check              | what                                                              |
 |--------------------|-------------------------------------------------------------------|
@@ -54,8 +57,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.reviews import NUMERIC_FEATURES, TEXT_CLEAN
-from monitoring.config import CHECK_NAMES, DriftThresholds
+from core.usecases import UseCase, get_use_case
+from monitoring.config import CHECK_NAMES, TEXT_CHECKS, DriftThresholds
 from monitoring.descriptors import CUSTOM_DESCRIPTORS, add_text_descriptors
 from monitoring.psi import psi
 from monitoring.reference import SCORE
@@ -81,6 +84,32 @@ SUMMARY_JSON = "drift_result.json"
 
 class DriftInputError(ValueError):
     """The reference or current frame lacks what the drift check needs."""
+
+
+_TEXT_DTYPES = frozenset({"object", "str", "string"})
+
+
+@dataclass(frozen=True)
+class DriftColumns:
+    """Which columns of a use case's features the checks read."""
+
+    numeric: tuple[str, ...]
+    text: str | None
+    feature_module: str
+
+    @classmethod
+    def of(cls, use_case: UseCase) -> DriftColumns:
+        """From the feature module: `NUMERIC_FEATURES` / `TEXT_CLEAN` if it names them, else
+        by FEATURE_DTYPES (numbers vs strings)."""
+        features = use_case.features
+        dtypes = dict(features.FEATURE_DTYPES)
+        numeric = getattr(features, "NUMERIC_FEATURES", None) or tuple(
+            c for c, d in dtypes.items() if str(d) not in _TEXT_DTYPES
+        )
+        text = getattr(features, "TEXT_CLEAN", None) or next(
+            (c for c, d in dtypes.items() if str(d) in _TEXT_DTYPES), None
+        )
+        return cls(tuple(numeric), text, use_case.feature_module)
 
 
 @dataclass
@@ -119,13 +148,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _require_columns(frame: pd.DataFrame, name: str) -> None:
-    needed = [TEXT_CLEAN, *NUMERIC_FEATURES]
+def _require_columns(frame: pd.DataFrame, name: str, columns: DriftColumns, text: bool) -> None:
+    needed = [*([columns.text] if text and columns.text else []), *columns.numeric]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DriftInputError(
-            f"{name} frame lacks column(s) {missing}; it must hold features.reviews.build_features "
-            f"output ({needed}) and, for the prediction-drift check, '{SCORE}'"
+            f"{name} frame lacks column(s) {missing}; it must hold "
+            f"{columns.feature_module}.build_features output ({needed}) and, for the "
+            f"prediction-drift check, '{SCORE}'"
         )
 
 
@@ -133,11 +163,15 @@ def _has_scores(frame: pd.DataFrame) -> bool:
     return SCORE in frame.columns and bool(frame[SCORE].notna().any())
 
 
-def _prepare(frame: pd.DataFrame, with_score: bool) -> pd.DataFrame:
-    columns = [TEXT_CLEAN, *NUMERIC_FEATURES] + ([SCORE] if with_score else [])
-    out = frame.loc[:, columns].reset_index(drop=True).copy()
-    out[TEXT_CLEAN] = out[TEXT_CLEAN].fillna("").astype(str)
-    for column in columns[1:]:
+def _prepare(
+    frame: pd.DataFrame, columns: DriftColumns, text: bool, with_score: bool
+) -> pd.DataFrame:
+    numeric = [*columns.numeric, *([SCORE] if with_score else [])]
+    text_columns = [columns.text] if text and columns.text else []
+    out = frame.loc[:, [*text_columns, *numeric]].reset_index(drop=True).copy()
+    for column in text_columns:
+        out[column] = out[column].fillna("").astype(str)
+    for column in numeric:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     return out
 
@@ -154,8 +188,10 @@ def _run_evidently(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     thresholds: DriftThresholds,
+    columns: DriftColumns,
     with_score: bool,
     with_text: bool,
+    with_descriptors: bool,
     html_path: Path,
     json_path: Path,
 ) -> dict[str, dict[str, Any]]:
@@ -166,13 +202,25 @@ def _run_evidently(
     from evidently.metrics import ValueDrift
     from sklearn.exceptions import ConvergenceWarning
 
-    numeric = [*NUMERIC_FEATURES, *([SCORE] if with_score else []), *CUSTOM_DESCRIPTORS]
-    definition = DataDefinition(numerical_columns=numeric, text_columns=[TEXT_CLEAN])
-    descriptors = [
-        TextLength(TEXT_CLEAN, alias="text_length"),
-        WordCount(TEXT_CLEAN, alias="word_count"),
-        SentenceCount(TEXT_CLEAN, alias="sentence_count"),
+    features = list(columns.numeric)
+    text_column = columns.text if (with_text or with_descriptors) else None
+    numeric = [
+        *features,
+        *([SCORE] if with_score else []),
+        *(CUSTOM_DESCRIPTORS if with_descriptors else ()),
     ]
+    definition = DataDefinition(
+        numerical_columns=numeric, text_columns=[text_column] if text_column else None
+    )
+    descriptors = (
+        [
+            TextLength(text_column, alias="text_length"),
+            WordCount(text_column, alias="word_count"),
+            SentenceCount(text_column, alias="sentence_count"),
+        ]
+        if with_descriptors and text_column
+        else None
+    )
     # One ValueDrift per column rather than DataDriftPreset: the preset recomputes
     # every column's drift a second time to render its table (~2x the run time);
     # the shares the decision needs are computed from these results below.
@@ -182,7 +230,7 @@ def _run_evidently(
             method=thresholds.per_feature_method.get(column, thresholds.feature_method),
             threshold=thresholds.per_feature_threshold.get(column, thresholds.feature_threshold),
         )
-        for column in NUMERIC_FEATURES
+        for column in features
     ]
     if with_score:
         items.append(
@@ -192,22 +240,23 @@ def _run_evidently(
                 threshold=thresholds.prediction_threshold,
             )
         )
-    if with_text:
+    if with_text and text_column:
         items.append(
             ValueDrift(
-                column=TEXT_CLEAN,
+                column=text_column,
                 method=thresholds.text_method,
                 threshold=thresholds.text_threshold,
             )
         )
-    items.extend(
-        ValueDrift(
-            column=column,
-            method=thresholds.descriptor_method,
-            threshold=thresholds.descriptor_threshold,
+    if with_descriptors:
+        items.extend(
+            ValueDrift(
+                column=column,
+                method=thresholds.descriptor_method,
+                threshold=thresholds.descriptor_threshold,
+            )
+            for column in DESCRIPTOR_COLUMNS
         )
-        for column in DESCRIPTOR_COLUMNS
-    )
     with warnings.catch_warnings():
         # Constant columns (e.g. no HTML at all in a day) make Evidently's
         # correlation widgets divide by a zero standard deviation; harmless.
@@ -339,15 +388,27 @@ def check_drift(
     current: pd.DataFrame,
     thresholds: DriftThresholds,
     out_dir: str | Path,
+    use_case: str | None = None,
 ) -> DriftResult:
     """Compare `current` (logged predictions) with `reference` (a reference profile).
 
-    Both frames need `text_clean` + the numeric features; `score` is used when
-    both have it. Writes `drift_report.html`, `drift_report.json` (Evidently)
-    and `drift_result.json` (this result) into `out_dir`.
+    `use_case` (default reviews) names the feature columns and, through its kind or its
+    drift.yaml `checks`, the checks that run. Both frames need the use case's numeric
+    features (+ its text feature when a text check runs); `score` is used when both
+    have it. Writes `drift_report.html`, `drift_report.json` (Evidently) and
+    `drift_result.json` (this result) into `out_dir`.
     """
-    _require_columns(reference, "reference")
-    _require_columns(current, "current")
+    uc = get_use_case(use_case)
+    enabled = thresholds.enabled_checks(uc.kind)
+    columns = DriftColumns.of(uc)
+    wants_text = bool(TEXT_CHECKS & set(enabled))
+    if wants_text and columns.text is None:
+        raise DriftInputError(
+            f"use case {uc.name!r} runs {sorted(TEXT_CHECKS & set(enabled))} but "
+            f"{uc.feature_module} has no text feature column"
+        )
+    _require_columns(reference, "reference", columns, wants_text)
+    _require_columns(current, "current", columns, wants_text)
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     n_ref, n_cur = len(reference), len(current)
@@ -371,16 +432,35 @@ def check_drift(
         return result
 
     with_score = _has_scores(reference) and _has_scores(current)
-    ref, cur = _prepare(reference, with_score), _prepare(current, with_score)
-    ref, cur = add_text_descriptors(ref, cur)
-    with_text = bool(cur[TEXT_CLEAN].str.strip().any()) and bool(ref[TEXT_CLEAN].str.strip().any())
+    ref = _prepare(reference, columns, wants_text, with_score)
+    cur = _prepare(current, columns, wants_text, with_score)
+    with_descriptors = "text_descriptors" in enabled
+    if with_descriptors:
+        assert columns.text is not None
+        ref, cur = add_text_descriptors(ref, cur, column=columns.text)
+    with_text = (
+        "text_domain" in enabled
+        and columns.text is not None
+        and bool(cur[columns.text].str.strip().any())
+        and bool(ref[columns.text].str.strip().any())
+    )
 
     html_path, json_path = target / REPORT_HTML, target / REPORT_JSON
-    drifts = _run_evidently(ref, cur, thresholds, with_score, with_text, html_path, json_path)
+    drifts = _run_evidently(
+        ref,
+        cur,
+        thresholds,
+        columns,
+        with_score,
+        with_text,
+        with_descriptors,
+        html_path,
+        json_path,
+    )
 
     bins = thresholds.psi_bins
     features = {
-        c: {**drifts[c], "psi": _psi_or_none(ref[c], cur[c], bins)} for c in NUMERIC_FEATURES
+        c: {**drifts[c], "psi": _psi_or_none(ref[c], cur[c], bins)} for c in columns.numeric
     }
     descriptors = {
         c: {
@@ -388,9 +468,14 @@ def check_drift(
             "reference_mean": float(ref[c].mean()) if c in ref else None,
             "current_mean": float(cur[c].mean()) if c in cur else None,
         }
-        for c in DESCRIPTOR_COLUMNS
+        for c in (DESCRIPTOR_COLUMNS if with_descriptors else ())
     }
-    metrics: dict[str, Any] = {"features": features, "descriptors": descriptors}
+    metrics: dict[str, Any] = {
+        "use_case": uc.name,
+        "checks_run": list(enabled),
+        "features": features,
+        "descriptors": descriptors,
+    }
     checks: dict[str, dict[str, Any]] = {}
 
     checks["feature_drift"] = _share_check(
@@ -449,7 +534,8 @@ def check_drift(
         }
 
     if with_text:
-        text = drifts[TEXT_CLEAN]
+        assert columns.text is not None
+        text = drifts[columns.text]
         metrics["text_domain"] = {
             "roc_auc": text["drift_score"],
             "method": text["method"],
@@ -472,10 +558,10 @@ def check_drift(
             "value": None,
             "threshold": thresholds.text_threshold,
             "statistic": None,
-            "detail": "skipped: text_clean is empty in reference or current",
+            "detail": f"skipped: {columns.text} is empty in reference or current",
         }
 
-    checks = {name: checks[name] for name in CHECKS}
+    checks = {name: checks[name] for name in enabled}
     verdict = decide(checks, thresholds)
     combined = verdict["combined"]
     reasons: list[dict[str, Any]] = []

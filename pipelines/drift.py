@@ -150,10 +150,14 @@ def _with_champion_threshold(
 
 
 def detect_drift(
-    window: dict[str, Any], reference: dict[str, Any], overrides: dict[str, Any]
+    window: dict[str, Any],
+    reference: dict[str, Any],
+    overrides: dict[str, Any],
+    use_case: str | None = None,
 ) -> dict[str, Any]:
     import pandas as pd
 
+    from core.usecases import get_use_case
     from monitoring.config import load_thresholds
     from monitoring.drift import INSUFFICIENT_DATA, check_drift
     from monitoring.reference import load_profile
@@ -161,17 +165,25 @@ def detect_drift(
     if not reference.get("available"):
         log.info("detect_drift: no champion to compare with: insufficient_data, no alarm")
         return {"decision": INSUFFICIENT_DATA, "reasons": [], "detail": "no champion"}
+    uc = get_use_case(use_case)
+    thresholds = load_thresholds(
+        _with_champion_threshold(overrides, reference), path=uc.config_path("drift")
+    )
     log.info(
-        "detect_drift: %d logged predictions vs champion v%s's reference profile "
-        "(Evidently, PSI, domain classifier); threshold overrides %s",
+        "detect_drift (use case %s, %s): %d logged predictions vs champion v%s's reference "
+        "profile; checks %s; threshold overrides %s",
+        uc.name,
+        uc.kind,
         window["rows"],
         reference.get("version"),
+        ", ".join(thresholds.enabled_checks(uc.kind)),
         overrides or "none",
     )
-    thresholds = load_thresholds(_with_champion_threshold(overrides, reference))
     current = pd.read_parquet(window["current_path"])
     out_dir = Path(window["run_dir"]) / "report"
-    result = check_drift(load_profile(reference["profile_path"]), current, thresholds, out_dir)
+    result = check_drift(
+        load_profile(reference["profile_path"]), current, thresholds, out_dir, use_case=uc.name
+    )
     outcome = result.to_dict()
     log.info("drift report: %s (JSON: %s)", result.report_html, result.report_json)
     for warning in result.warnings:
@@ -371,6 +383,7 @@ def _decide_retrain(
         data = {"data_path": "", "source": INFER, "extra_sources": retrain_data["sources"]}
     conf: dict[str, Any] = {
         "reason": reason,
+        "use_case": params.get("use_case"),
         "model_name": params.get("model_name", "review-sentiment"),
         **data,
         "trigger": {
