@@ -60,8 +60,10 @@ DRIFT_DEMO_ARGS ?=
 STACK := $(PY) deploy/local/stack.py
 
 .PHONY: demo demo-drift up down status
-demo: setup ## start Airflow + MLflow + API, train through Airflow (DATA=path for real data), predict
-	$(STACK) demo --data "$(DATA)" $(if $(SOURCE),--source $(SOURCE),)
+USE_CASE ?=
+
+demo: setup ## start Airflow + MLflow + API, train through Airflow (DATA=path, USE_CASE=credit), predict
+	$(STACK) demo --data "$(DATA)" $(if $(SOURCE),--source $(SOURCE),) $(if $(USE_CASE),--use-case $(USE_CASE),)
 
 demo-drift: setup ## IMDB champion, in-domain day, product-review day -> drift -> retrain -> hot reload
 	$(PY) deploy/local/drift_demo.py $(DRIFT_DEMO_ARGS)

@@ -507,13 +507,27 @@ def wait_for_run(dag_id: str, run_id: str, timeout: float = 1800) -> str:
     raise StackError(f"{dag_id} run {run_id} still running after {timeout:.0f} s")
 
 
-def wait_ready(timeout: float = 180) -> dict[str, Any]:
+DEFAULT_USE_CASE = "reviews"
+
+
+def model_info_url(use_case: str = DEFAULT_USE_CASE) -> str:
+    """The API's model-info route of a use case (the default one also answers unprefixed)."""
+    if use_case == DEFAULT_USE_CASE:
+        return f"{API_URL}/model-info"
+    return f"{API_URL}/v1/{urllib.parse.quote(use_case)}/model-info"
+
+
+def wait_ready(timeout: float = 180, use_case: str = DEFAULT_USE_CASE) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
+    probe = f"{API_URL}/ready" if use_case == DEFAULT_USE_CASE else model_info_url(use_case)
     while time.monotonic() < deadline:
-        if _healthy(f"{API_URL}/ready"):
-            return dict(http_json("GET", f"{API_URL}/model-info"))
+        if _healthy(probe):
+            return dict(http_json("GET", model_info_url(use_case)))
         time.sleep(2)
-    raise StackError(f"the API did not report a loaded model within {timeout:.0f} s")
+    raise StackError(
+        f"the API did not report a loaded {use_case} model within {timeout:.0f} s; "
+        f"see {HOME / 'logs' / 'api.log'}"
+    )
 
 
 def task_result(dag_id: str, run_id: str, task_id: str) -> Any:
@@ -541,14 +555,16 @@ def ask_reload() -> bool:
         return False
 
 
-def wait_serving(version: str, timeout: float = 180) -> dict[str, Any]:
-    """Wait until the API's /model-info reports `version` (asking it to reload if it may)."""
+def wait_serving(
+    version: str, timeout: float = 180, use_case: str = DEFAULT_USE_CASE
+) -> dict[str, Any]:
+    """Wait until the API's model-info reports `version` (asking it to reload if it may)."""
     ask_reload()
     deadline = time.monotonic() + timeout
     info: dict[str, Any] = {}
     while time.monotonic() < deadline:
         with contextlib.suppress(urllib.error.URLError, TimeoutError, OSError):
-            info = dict(http_json("GET", f"{API_URL}/model-info"))
+            info = dict(http_json("GET", model_info_url(use_case)))
             if str(info.get("version")) == str(version):
                 return info
         time.sleep(1)
@@ -573,12 +589,47 @@ def describe_gate(model_name: str, result: dict[str, Any]) -> tuple[str, str]:
     )
 
 
-def demo(data_path: str, source: str | None) -> int:
+def example_row(use_case: str) -> dict[str, Any]:
+    """One request body of `/v1/<use_case>/predict` from the examples its OpenAPI schema shows."""
+    spec = http_json("GET", f"{API_URL}/openapi.json")
+    route = spec["paths"][f"/v1/{use_case}/predict"]["post"]
+    schema = route["requestBody"]["content"]["application/json"]["schema"]
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    row: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get("examples"):
+            row[name] = prop["examples"][0]
+        elif "example" in prop or "default" in prop:
+            row[name] = prop.get("example", prop.get("default"))
+        else:
+            raise StackError(f"/v1/{use_case}/predict field {name!r} shows no example in /docs")
+    return row
+
+
+def _print_prediction(answer: dict[str, Any], champion: str, model_name: str) -> None:
+    answered = str(answer["model_version"])
+    note = "" if answered == champion else f" (expected v{champion}: the API swapped meanwhile)"
+    print(
+        f"    -> {answer['label_name']} (p={answer['probability']:.3f}), answered by "
+        f"{model_name} v{answered}{note}"
+    )
+    for rank, reason in enumerate(answer.get("reasons") or [], start=1):
+        value = reason.get("value")
+        shown = "" if value is None else f" (value {value:.4g})"
+        print(
+            f"       reason {rank}: {reason['feature']}{shown} raises the log-odds by "
+            f"{reason['contribution']:+.3f}"
+        )
+
+
+def demo(data_path: str, source: str | None, use_case: str = DEFAULT_USE_CASE) -> int:
     """Start the stack, train on the data through Airflow, serve, predict."""
     started = time.monotonic()
     up()
     data_path = str(Path(data_path).resolve()) if data_path else ""
     conf = {
+        "use_case": use_case,
         "data_path": data_path,
         "source": source or "infer",
         "reason": "make demo",
@@ -595,9 +646,11 @@ def demo(data_path: str, source: str | None) -> int:
     model_name = str(result.get("model_name") or "")
     champion, what = describe_gate(model_name, result)
     print(f"\n{what}")
-    wait_ready()
-    info = wait_serving(champion)
+    wait_ready(use_case=use_case)
+    info = wait_serving(champion, use_case=use_case)
     print(f"the API serves {info.get('name')} v{info.get('version')} (alias champion)")
+    if use_case != DEFAULT_USE_CASE:
+        return _demo_use_case(use_case, run_id, champion, model_name, info, started)
     samples = [
         "An absolute delight from start to finish, I loved every minute!",
         "Dull, badly acted and far too long. I want those two hours back.",
@@ -627,6 +680,36 @@ driftloop demo finished in {time.monotonic() - started:.0f} s.
     return 0
 
 
+def _demo_use_case(
+    use_case: str,
+    run_id: str,
+    champion: str,
+    model_name: str,
+    info: dict[str, Any],
+    started: float,
+) -> int:
+    """The demo's last part for a use case other than reviews: score its /docs example row."""
+    row = example_row(use_case)
+    url = f"{API_URL}/v1/{use_case}/predict"
+    answer = http_json("POST", url, row)
+    print(f"\n  POST /v1/{use_case}/predict (the example row of {API_URL}/docs)")
+    print(f"    {json.dumps(row)}")
+    _print_prediction(answer, champion, model_name)
+    print(
+        f"""
+driftloop demo ({use_case}) finished in {time.monotonic() - started:.0f} s.
+  Airflow UI   {AIRFLOW_URL}/dags/training_pipeline/runs/{urllib.parse.quote(run_id, safe="")}
+               (local demo: no login, every visitor is admin)
+  MLflow UI    {MLFLOW_URL}/#/models/{info.get("name", "")}
+  API docs     {API_URL}/docs   (serving {info.get("name")} v{info.get("version")}, alias champion)
+  Try          curl -s -X POST {url} -H 'content-type: application/json' \\
+                 -d '{json.dumps(row)}'
+  Stop         make down
+"""
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -642,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     dem = sub.add_parser("demo")
     dem.add_argument("--data", default="", help="data file; empty = synthetic reviews")
     dem.add_argument("--source", default=None, help="sources.yaml entry (inferred from the name)")
+    dem.add_argument(
+        "--use-case", default=DEFAULT_USE_CASE, help="registered use case to train and serve"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -651,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             return status()
         elif args.command == "demo":
-            return demo(args.data, args.source)
+            return demo(args.data, args.source, args.use_case)
         elif args.command == "trigger":
             wait_for_dag(args.dag_id)
             run_id = trigger(args.dag_id, json.loads(args.conf))
