@@ -723,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     trig.add_argument("conf", nargs="?", default="{}")
     trig.add_argument("--wait", action="store_true")
     dem = sub.add_parser("demo")
-    dem.add_argument("--data", default="", help="data file; empty = synthetic reviews")
+    dem.add_argument("--data", default="", help="data file; empty = synthetic rows of the use case")
     dem.add_argument("--source", default=None, help="sources.yaml entry (inferred from the name)")
     dem.add_argument(
         "--use-case", default=DEFAULT_USE_CASE, help="registered use case to train and serve"

@@ -63,7 +63,9 @@ def test_training_pipeline_from_its_trigger_form(embedded_stack: RunningStack, p
     assert (conf["synthetic_rows"], conf["n_trials"], conf["families"]) == (2500, 1, ["logreg"])
     # What the tasks saw, in their own words:
     ingest = embedded_stack.task_log("training_pipeline", run_id, "ingest")
-    assert "snapshotting 2500 generated synthetic reviews" in ingest, ingest[-2000:]
+    assert "snapshotting 2500 generated synthetic rows of use case 'reviews'" in ingest, ingest[
+        -2000:
+    ]
     plan = embedded_stack.task_log("training_pipeline", run_id, "plan_search")
     assert "1 families ['logreg'], 1 trials" in plan, plan[-2000:]
     register = embedded_stack.task_log("training_pipeline", run_id, "register")
