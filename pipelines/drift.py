@@ -49,6 +49,7 @@ def resolve_window(
 def load_window(
     params: dict[str, Any], run_id: str, start: Any | None, end: Any | None
 ) -> dict[str, Any]:
+    from core.usecases import get_use_case
     from serving.prediction_log import read_predictions
 
     window_start, window_end = resolve_window(params, start, end)
@@ -58,7 +59,13 @@ def load_window(
         window_start.isoformat(),
         window_end.isoformat(),
     )
-    frame = read_predictions(None, window_start, window_end, model_name=params.get("model_name"))
+    frame = read_predictions(
+        None,
+        window_start,
+        window_end,
+        model_name=params.get("model_name"),
+        use_case=get_use_case(params.get("use_case")).name,
+    )
     run_dir = run_dir_for(f"drift_{run_id}")
     path = run_dir / "current.parquet"
     frame.to_parquet(path, index=False)
