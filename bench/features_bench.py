@@ -19,7 +19,8 @@
 Writes `bench/results/features.json` with rows/s, peak RSS and `speedup_local` /
 `speedup_standalone` (pandas seconds / job seconds, start-up excluded). `--tune` instead
 runs the Spark job on `local[2]` over a grid of settings (shuffle partitions, Arrow batch
-size, input split size) and writes `bench/results/features-tuning.json`.
+size, input split size), one change at a time in one session, and writes
+`bench/results/features-tuning.json`.
 """
 
 from __future__ import annotations
@@ -61,19 +62,22 @@ SPARK_CONF: dict[str, str] = {
     "spark.executor.memory": "2g",
 }
 
+# What `--tune` starts from (the local[2] session's own settings: 2 shuffle partitions per
+# core, Spark's Arrow batch and input split sizes) and the changes it tries, one at a time.
+TUNING_BASE: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "10000",
+    "spark.sql.files.maxPartitionBytes": "128m",
+}
 TUNING_GRID: list[dict[str, str]] = [
     {},
     {"spark.sql.shuffle.partitions": "2"},
-    {"spark.sql.shuffle.partitions": "4"},
     {"spark.sql.shuffle.partitions": "8"},
     {"spark.sql.shuffle.partitions": "200"},
-    {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.maxRecordsPerBatch": "500"},
+    {"spark.sql.execution.arrow.maxRecordsPerBatch": "500"},
+    {"spark.sql.execution.arrow.maxRecordsPerBatch": "2000"},
     {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.maxRecordsPerBatch": "2000"},
-    {
-        "spark.sql.shuffle.partitions": "8",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
-        "spark.sql.files.maxPartitionBytes": "16m",
-    },
+    {"spark.sql.files.maxPartitionBytes": "16m"},
 ]
 
 
@@ -218,6 +222,40 @@ def child_spark(input_path: Path, output: Path, master: str, ship: Path | None) 
         "conf": conf,
         "hash": feature_hash(frame),
     }
+
+
+def child_tune(input_path: Path, output: Path, master: str) -> list[dict[str, Any]]:
+    """Every TUNING_GRID trial in one session (these are runtime SQL settings): start-up once."""
+    from jobs.spark.featurize import featurize, read_features
+    from jobs.spark.session import build_session
+
+    spark = build_session("driftloop-features-tune", master)
+    for key, value in TUNING_BASE.items():
+        spark.conf.set(key, value)
+    # An unmeasured first run: JIT, Python workers and imports warm up here, not in trial 0.
+    featurize(spark, str(input_path), str(output / "warm-up"), label_column=LABEL)
+    trials = []
+    try:
+        for index, change in enumerate(TUNING_GRID):
+            for key, value in {**TUNING_BASE, **change}.items():
+                spark.conf.set(key, value)
+            started = time.perf_counter()
+            stats = featurize(
+                spark, str(input_path), str(output / f"trial-{index}"), label_column=LABEL
+            )
+            seconds = time.perf_counter() - started
+            trials.append(
+                {
+                    "change": change or {"(none)": "local[2] session settings"},
+                    "job_seconds": round(seconds, 3),
+                    "rows_per_s": round(stats["rows_written"] / seconds, 1),
+                    "hash": feature_hash(read_features(output / f"trial-{index}")),
+                }
+            )
+            print(json.dumps(trials[-1]), file=sys.stderr, flush=True)
+    finally:
+        spark.stop()
+    return trials
 
 
 # ---- process management and memory ------------------------------------------------------------
@@ -502,22 +540,32 @@ def run_main(work: Path, input_path: Path, rows: int) -> dict[str, Any]:
 
 
 def run_tuning(work: Path, input_path: Path, rows: int) -> dict[str, Any]:
-    trials = []
-    for index, conf in enumerate(TUNING_GRID):
-        full = {"spark.driver.memory": "2g", **conf}
-        result = run_child("spark", input_path, work / f"out-tune-{index}", full, master="local[2]")
-        trials.append(
-            {
-                "conf": conf or {"(session defaults)": "local: 2 shuffle partitions per core"},
-                "effective": result["conf"],
-                "job_seconds": result["job_seconds"],
-                "rows_per_s": result["rows_per_s"],
-                "peak_rss_mb": result["peak_rss_mb"],
-                "hash": result["hash"],
-            }
-        )
-        print(f"  {trials[-1]}", flush=True)
-    return {"rows": rows, "master": "local[2]", "trials": trials}
+    """The grid on local[2], one session; each trial against the first (no change)."""
+    argv = [sys.executable, "-m", "bench.features_bench", "--child", "tune"]
+    argv += [
+        "--input",
+        str(input_path),
+        "--child-output",
+        str(work / "tune"),
+        "--master",
+        "local[2]",
+    ]
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, env=_env({"spark.driver.memory": "2g"}), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise BenchError(f"tuning run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    trials = json.loads(done.stdout.strip().splitlines()[-1])
+    base = trials[0]["job_seconds"]
+    for trial in trials:
+        trial["speedup_vs_base"] = round(base / trial["job_seconds"], 3)
+    return {
+        "rows": rows,
+        "master": "local[2]",
+        "base": TUNING_BASE,
+        "trials": trials,
+        "identical_output": len({t["hash"] for t in trials}) == 1,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -526,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="sweep Spark settings instead")
     parser.add_argument("--output", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--child", choices=["pandas", "spark"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["pandas", "spark", "tune"], help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--master", help=argparse.SUPPRESS)
@@ -538,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "spark":
         print(json.dumps(child_spark(args.input, args.child_output, args.master, args.ship)))
+        return 0
+    if args.child == "tune":
+        print(json.dumps(child_tune(args.input, args.child_output, args.master)))
         return 0
 
     from core.settings import get_settings
