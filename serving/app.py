@@ -297,6 +297,7 @@ def _shadow(
         max_queue=settings.shadow_max_queue,
         batch_rows=settings.shadow_batch_rows,
         interval_seconds=settings.shadow_interval_seconds,
+        max_duty=settings.shadow_max_duty,
     )
     return scorer, shadow_log
 

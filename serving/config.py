@@ -207,7 +207,13 @@ class ServingSettings(BaseSettings):
         ge=1,
         description="Sampled rows waiting for the shadow scorer; beyond this they are skipped.",
     )
-    shadow_batch_rows: int = Field(default=512, ge=1, description="Rows per shadow model call.")
+    shadow_batch_rows: int = Field(default=256, ge=1, description="Rows per shadow model call.")
+    shadow_max_duty: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=1.0,
+        description="Most of the wall time the shadow thread may spend scoring (it sleeps between calls).",
+    )
     shadow_interval_seconds: float = Field(
         default=0.5,
         gt=0.0,

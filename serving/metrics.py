@@ -188,6 +188,12 @@ class ServingMetrics:
             ["use_case", "reason"],
             registry=registry,
         )
+        self.shadow_seconds = Counter(
+            "driftloop_shadow_scoring_seconds",
+            "Time the background thread spent shadow-scoring (features + challenger), by use case.",
+            ["use_case"],
+            registry=registry,
+        )
         self.shadow_fraction = Gauge(
             "driftloop_shadow_fraction",
             "Configured share of answered rows sampled for shadow scoring (0 = off), by use case.",

@@ -8,8 +8,11 @@ wakes every `shadow_interval_seconds`, scores what was queued in one model call 
 `shadow_batch_rows` rows with the challenger, and writes (request id, challenger version,
 score, label) to the use case's shadow table of the prediction log, next to the champion's row
 for the same request id (`serving.prediction_store.read_shadow_pairs` joins them with the
-feedback label). Scoring in a few large calls keeps the thread's share of the GIL small; a full
-queue skips rows (counted) rather than grow.
+feedback label). After each call the thread sleeps long enough that scoring takes at most
+`shadow_max_duty` (10 %) of the wall time, so under any load the challenger can take only that
+share of the interpreter from the request path; what it cannot keep up with waits in the
+queue, and a full queue skips rows (counted) rather than grow. The thread's busy time is
+exported (`driftloop_shadow_scoring_seconds_total`).
 
 Sampling hashes the request id, so the same request is in or out whatever the worker. A
 challenger that is also the champion is not shadow-scored (nothing to compare). The challenger
@@ -76,8 +79,9 @@ class ShadowScorer:
         prediction_log: PredictionLog | None,
         metrics: ServingMetrics,
         max_queue: int = 10_000,
-        batch_rows: int = 512,
+        batch_rows: int = 256,
         interval_seconds: float = 0.5,
+        max_duty: float = 0.1,
     ) -> None:
         self.use_case = use_case
         self.holder = holder
@@ -89,7 +93,9 @@ class ShadowScorer:
         self.max_queue = max_queue
         self.batch_rows = batch_rows
         self.interval_seconds = interval_seconds
+        self.max_duty = max_duty
         self.scored_rows = 0
+        self.busy_seconds = 0.0
         self._queue: collections.deque[tuple[str, Any]] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -101,6 +107,7 @@ class ShadowScorer:
         self._skipped_full = metrics.shadow_skipped.labels(name, "queue_full")
         self._skipped_none = metrics.shadow_skipped.labels(name, "no_challenger")
         self._skipped_error = metrics.shadow_skipped.labels(name, "error")
+        self._busy = metrics.shadow_seconds.labels(name)
         metrics.shadow_fraction.labels(name).set(fraction)
 
     @property
@@ -175,10 +182,18 @@ class ShadowScorer:
             self._wake.clear()
             while self._queue:
                 self._idle.clear()
+                started = time.perf_counter()
                 try:
                     self._score_some()
                 finally:
                     self._idle.set()
+                busy = time.perf_counter() - started
+                self.busy_seconds += busy
+                self._busy.inc(busy)
+                if self._queue and not self._stopping and self.max_duty < 1.0:
+                    # Leave the interpreter to the request path: at most `max_duty` of the
+                    # wall time goes to shadow scoring, whatever the load.
+                    time.sleep(busy * (1.0 / self.max_duty - 1.0))
             if self._stopping:
                 return
 

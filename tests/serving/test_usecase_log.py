@@ -310,3 +310,40 @@ def test_shadow_challenger_scores_a_sampled_share_in_the_background_and_is_compa
     answered = read_predictions(url, before, end, use_case="credit")
     assert sorted(answered["request_id"]) == sorted(ids)
     assert set(answered["model_version"]) == {"1"}
+
+
+def test_a_full_shadow_queue_skips_rows_instead_of_growing(
+    credit_models: CreditModels,
+    settings_for: Any,
+    champion_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
+    settings = settings_for(
+        champion_name,
+        use_cases="credit",
+        prediction_log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
+        shadow_fraction=1.0,
+        shadow_max_queue=3,
+        shadow_interval_seconds=30.0,  # the thread does not drain the queue during the request
+        shadow_batch_rows=2,
+    )
+    app = create_app(settings)
+    with TestClient(app) as api:
+        _wait_ready(api, "/v1/credit/model-info")
+        for _ in range(300):
+            if api.get("/v1/credit/model-info").json()["shadow"]["version"] == "2":
+                break
+            time.sleep(0.1)
+        answer = api.post("/v1/credit/predict/batch", json={"rows": credit_models.rows[:10]})
+        assert answer.status_code == 200
+        shadow = app.state.use_cases["credit"].shadow
+        assert shadow.flush(timeout=30)
+        metrics = api.get("/metrics").text
+        info = api.get("/v1/credit/model-info").json()["shadow"]
+    assert info["scored_rows"] == 3
+    skipped = 'reason="queue_full",use_case="credit"'
+    assert _sample(metrics, "driftloop_shadow_skipped_rows_total", skipped) == 7
+    assert _sample(metrics, "driftloop_shadow_scored_rows_total", 'use_case="credit"') == 3
+    assert _sample(metrics, "driftloop_shadow_scoring_seconds_total", 'use_case="credit"') > 0
