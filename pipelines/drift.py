@@ -87,6 +87,7 @@ def load_window(
         "window_end": window_end.isoformat(),
         "model_versions": versions,
         "run_dir": str(run_dir),
+        "use_case": get_use_case(params.get("use_case")).name,
     }
 
 
@@ -292,12 +293,15 @@ def check_performance(
     if not reference.get("available") or window["labelled_rows"] == 0:
         log.info("no feedback labels in the window: realised performance not assessed")
         return {"status": "insufficient_labels", "concept_drift": False, "labelled_rows": 0}
+    from core.usecases import get_use_case
+
     current = pd.read_parquet(window["current_path"])
+    drift_yaml = get_use_case(window.get("use_case")).config_path("drift")
     outcome = realised_performance(
         current["feedback_label"],
         current["score"],
         reference["test_metrics"],
-        load_thresholds(_with_champion_threshold(overrides, reference)),
+        load_thresholds(_with_champion_threshold(overrides, reference), path=drift_yaml),
     )
     log.info("realised performance on %d labels: %s", window["labelled_rows"], outcome)
     return outcome

@@ -138,3 +138,69 @@ def test_synthetic_clients_shifted_fire_unshifted_do_not(
     shifted = check(_features(generate(DAY, seed=13, shift=1.0)))
     _tabular_only(shifted)
     assert shifted["decision"] == "drift", shifted["checks"]
+
+
+def test_drift_check_reads_credit_traffic_from_the_prediction_log(
+    driftloop_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_window -> detect_drift -> check_performance as the DAG chains them, on credit
+    predictions logged the way the API logs them (typed raw columns, features, score)."""
+    from datetime import UTC, datetime, timedelta
+
+    from features.credit import RAW_COLUMNS as CREDIT_RAW
+    from pipelines.drift import check_performance, detect_drift, load_window
+    from pipelines.params import check_drift_params
+    from serving.prediction_log import PredictionLog, log_schema
+    from serving.prediction_store import to_micros
+    from synthetic.credit import LABEL_COLUMN, generate
+
+    monkeypatch.setenv("DRIFTLOOP_PREDICTION_LOG_URL", f"sqlite:///{tmp_path / 'log.db'}")
+    train, reference = generate(4000, seed=30), generate(1500, seed=31)
+    model = _model(_features(train), train[LABEL_COLUMN].to_numpy())
+    check = Checker(tmp_path, model, _features(reference), reference[LABEL_COLUMN].to_numpy())
+    schema = log_schema("credit")
+    mapping = source_columns(load_sources()["credit_synthetic"], CREDIT_RAW)
+    day1 = datetime(2026, 11, 1, tzinfo=UTC)
+    log = PredictionLog(schema=schema, flush_seconds=0.05)
+    log.start()
+    for offset, shift in ((0, 0.0), (1, 1.0)):
+        clients = generate(DAY, seed=40 + offset, shift=shift)
+        raw = clients.rename(columns={f: c for c, f in mapping.items()})[list(CREDIT_RAW)]
+        raw = raw.astype({c: schema.raw_dtypes[c] for c in CREDIT_RAW})
+        features = build_features(raw)[list(FEATURE_COLUMNS)]
+        score = model.predict_proba(features)[:, 1]
+        for i in range(DAY):
+            row = (
+                f"d{offset}-{i}",
+                to_micros(day1 + timedelta(days=offset, seconds=i)),
+                "credit-default",
+                "1",
+                *(raw[c].iloc[i].item() for c in CREDIT_RAW),
+                *(features[c].iloc[i].item() for c in FEATURE_COLUMNS),
+                float(score[i]),
+                int(score[i] >= 0.5),
+            )
+            log.record(row)
+    truth = generate(DAY, seed=40)[LABEL_COLUMN]
+    for i in range(250):  # late labels for the calm day: realised performance is assessed
+        log.add_feedback(f"d0-{i}", int(truth.iloc[i]))
+    assert log.close(timeout=60)
+
+    decisions = []
+    for offset in (0, 1):
+        start = (day1 + timedelta(days=offset)).isoformat()
+        params = check_drift_params(
+            {"use_case": "credit", "window_start": start}, check_files=False
+        )
+        assert params["model_name"] == "credit-default"
+        window = load_window(params, f"credit-day-{offset}", None, None)
+        assert (window["rows"], window["use_case"]) == (DAY, "credit")
+        outcome = detect_drift(window, check.reference, {}, params["use_case"])
+        _tabular_only(outcome)
+        decisions.append(outcome["decision"])
+        if offset == 0:
+            reference = {**check.reference, "test_metrics": {"accuracy": 0.8, "roc_auc": 0.75}}
+            performance = check_performance(window, reference, {})
+            assert performance["n_labels"] == 250, performance
+            assert performance["status"] != "insufficient_labels", performance
+    assert decisions == ["no_drift", "drift"]
