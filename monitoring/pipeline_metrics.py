@@ -142,8 +142,8 @@ def performance_samples(performance: Mapping[str, Any], window_rows: float | Non
     """Realised accuracy/ROC-AUC against the champion's test figures, and label coverage.
 
     `performance` is `monitoring.performance.realised_performance` output plus
-    the allowed drops (`max_accuracy_drop`, `max_roc_auc_drop`). There is no
-    label-free performance estimate in the drift check, so none is pushed.
+    the allowed drops (`max_accuracy_drop`, `max_roc_auc_drop`). The label-free
+    estimate and the per-prediction-day figures are `late_label_samples`.
     """
     labelled = _number(performance.get("n_labels")) or 0.0
     samples = [
@@ -198,12 +198,90 @@ def performance_samples(performance: Mapping[str, Any], window_rows: float | Non
     return samples
 
 
+def late_label_samples(late: Mapping[str, Any]) -> list[Sample]:
+    """Per prediction day over the label-lag window, the pooled verdict, the CBPE estimate.
+
+    `late` is `monitoring.late_labels.check_late_labels` output. The per-day
+    series carry a `prediction_day` label (one per day of the window, replaced
+    with the group each run); the alert rules read the latest day's estimate
+    and the pooled verdict.
+    """
+    if not late.get("days"):
+        return []
+    pooled = late.get("pooled") or {}
+    samples = [
+        Sample(
+            "driftloop_late_label_retrain",
+            float(bool(late.get("retrain"))),
+            "1 when realised quality over the days with enough label coverage fell further "
+            "below the champion's test figures than allowed.",
+        ),
+        Sample(
+            "driftloop_late_label_covered_days",
+            float(len(late.get("covered_days") or [])),
+            "Prediction days of the label-lag window with enough label coverage to count.",
+        ),
+    ]
+    for day in late["days"]:
+        labels = {"prediction_day": str(day["day"])}
+        samples.append(
+            Sample(
+                "driftloop_prediction_day_label_coverage_ratio",
+                float(day["coverage"]),
+                "Share of a prediction day's predictions that have a feedback label so far.",
+                labels,
+            )
+        )
+        for kind in ("realised", "estimated"):
+            for metric, value in (day.get(kind) or {}).items():
+                number = _number(value)
+                if number is not None:
+                    samples.append(
+                        Sample(
+                            f"driftloop_prediction_day_{kind}_performance",
+                            number,
+                            f"{kind.capitalize()} quality of a prediction day's predictions "
+                            "(estimated: CBPE, from the scores alone).",
+                            {**labels, "metric": metric},
+                        )
+                    )
+    for metric in PERFORMANCE_METRICS:
+        labels = {"metric": metric}
+        for name, value, text in (
+            (
+                "driftloop_late_label_realised_performance",
+                pooled.get(metric),
+                "Realised quality pooled over the covered days of the label-lag window.",
+            ),
+            (
+                "driftloop_late_label_performance_drop",
+                pooled.get(f"{metric}_drop"),
+                "Champion test figure minus the pooled late-label figure.",
+            ),
+            (
+                "driftloop_estimated_performance",
+                (late.get("estimated") or {}).get(metric),
+                "CBPE estimate for the latest prediction day (no labels needed).",
+            ),
+            (
+                "driftloop_estimated_performance_drop",
+                (late.get("estimated_drop") or {}).get(metric),
+                "Champion test figure minus the CBPE estimate for the latest prediction day.",
+            ),
+        ):
+            number = _number(value)
+            if number is not None:
+                samples.append(Sample(name, number, text, labels))
+    return samples
+
+
 def push_drift_outcome(
     drift: Mapping[str, Any],
     performance: Mapping[str, Any],
     retrain: bool,
     params: Mapping[str, Any],
     dag_run: str,
+    late: Mapping[str, Any] | None = None,
 ) -> bool:
     """The drift check's call site: push everything the day decided."""
     from monitoring.config import load_thresholds
@@ -216,6 +294,7 @@ def push_drift_outcome(
         "max_roc_auc_drop": thresholds.max_roc_auc_drop,
     }
     samples = drift_samples(drift, {**limits, **performance}, retrain, dag_run, model)
+    samples.extend(late_label_samples(late or {}))
     return push(DRIFT_JOB, {"use_case": use_case}, samples, replace=True)
 
 

@@ -307,13 +307,136 @@ def check_performance(
     return outcome
 
 
-def _first_reason(drift: dict[str, Any], performance: dict[str, Any]) -> dict[str, Any]:
-    reasons = list(drift.get("reasons") or []) + list(performance.get("reasons") or [])
+def check_late_labels(
+    window: dict[str, Any], reference: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Realised quality per prediction day over the label-lag window, and the CBPE estimate.
+
+    Every day of the look-back window is recomputed from the prediction log, so a
+    label that landed since yesterday's run updates its prediction day's figures.
+    """
+    from monitoring.config import load_thresholds
+    from monitoring.late_labels import check_late_labels as check
+    from monitoring.late_labels import load_config
+    from monitoring.reference import load_profile
+    from serving.prediction_store import read_predictions
+
+    if not reference.get("available"):
+        log.info("check_late_labels: no champion to compare with: nothing assessed")
+        return {"status": "no_champion", "retrain": False, "days": [], "reasons": []}
+    config = load_config()
+    end = datetime.fromisoformat(window["window_end"])
+    start = end - timedelta(days=config.label_lag_days)
+    log.info(
+        "check_late_labels: predictions of %s from %s to %s (label-lag window %d days), "
+        "latest feedback label per request",
+        reference["model_name"],
+        start.isoformat(),
+        end.isoformat(),
+        config.label_lag_days,
+    )
+    frame = read_predictions(None, start, end, model_name=reference["model_name"])
+    outcome = check(
+        frame,
+        load_profile(reference["profile_path"]),
+        reference["test_metrics"],
+        load_thresholds(overrides or None),
+        config,
+    )
+    for day in outcome["days"]:
+        log.info(
+            "prediction day %s: %d predictions, %d labelled (coverage %.1f%%%s); realised %s; "
+            "estimated (CBPE) %s",
+            day["day"],
+            day["predictions"],
+            day["labelled"],
+            100 * day["coverage"],
+            ", counted" if day["covered"] else "",
+            _rounded(day["realised"]),
+            _rounded(day["estimated"]),
+        )
+    pooled = outcome["pooled"]
+    log.info(
+        "late labels: %d covered day(s) %s, %d labels pooled: accuracy %s, ROC-AUC %s vs "
+        "champion test %s / %s: %s%s",
+        len(outcome["covered_days"]),
+        outcome["covered_days"],
+        pooled["n_labels"],
+        _rounded(pooled["accuracy"]),
+        _rounded(pooled["roc_auc"]),
+        _rounded(pooled["champion_accuracy"]),
+        _rounded(pooled["champion_roc_auc"]),
+        "RETRAIN: realised quality dropped below the allowed" if outcome["retrain"] else "ok",
+        "; " + "; ".join(pooled["notes"]) if pooled["notes"] else "",
+    )
+    outcome["window_start"], outcome["window_end"] = start.isoformat(), end.isoformat()
+    outcome["mlflow_run_id"] = _log_late_labels_run(outcome, reference)
+    return outcome
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _log_late_labels_run(outcome: dict[str, Any], reference: dict[str, Any]) -> str:
+    """Per prediction day: realised, estimated, coverage as MLflow metrics stepped by day."""
+    import mlflow
+
+    from training.mlflow_utils import configure, get_or_create_experiment
+
+    configure()
+    experiment_id = get_or_create_experiment(MONITORING_EXPERIMENT)
+    name = f"late labels {outcome['window_end'][:10]}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags(
+            {
+                "check": "late_labels",
+                "model_name": reference.get("model_name", ""),
+                "champion_version": reference.get("version", ""),
+                "window_start": outcome["window_start"],
+                "window_end": outcome["window_end"],
+                "retrain": str(outcome["retrain"]).lower(),
+                "covered_days": ",".join(outcome["covered_days"]),
+            }
+        )
+        for day in outcome["days"]:
+            moment = datetime.fromisoformat(day["day"]).replace(tzinfo=UTC)
+            step = int(moment.timestamp() // 86_400)
+            stamp = int(moment.timestamp() * 1000)
+            values = {
+                "label_coverage": day["coverage"],
+                "predictions": day["predictions"],
+                "labelled": day["labelled"],
+                **{f"realised_{k}": v for k, v in day["realised"].items()},
+                **{f"estimated_{k}": v for k, v in day["estimated"].items()},
+            }
+            for key, value in values.items():
+                if value is not None:
+                    mlflow.log_metric(key, float(value), step=step, timestamp=stamp)
+        pooled = {
+            f"pooled_{k}": float(outcome["pooled"][k])
+            for k in ("accuracy", "roc_auc", "n_labels")
+            if outcome["pooled"].get(k) is not None
+        }
+        if pooled:
+            mlflow.log_metrics(pooled)
+        mlflow.log_dict(outcome, "late_labels.json")
+        return str(run.info.run_id)
+
+
+def _first_reason(*outcomes: dict[str, Any]) -> dict[str, Any]:
+    reasons = [r for outcome in outcomes for r in outcome.get("reasons") or []]
     return reasons[0] if reasons else {}
 
 
 def decide(
-    drift: dict[str, Any], performance: dict[str, Any], params: dict[str, Any], run_id: str
+    drift: dict[str, Any],
+    performance: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str,
+    late: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The training conf when retraining is due, else None (skips the trigger).
 
@@ -322,16 +445,19 @@ def decide(
     """
     from monitoring.pipeline_metrics import push_drift_outcome
 
+    late = late or {}
     log.info(
-        "decide: drift %s, concept drift %s; retrain %s with data %s + %d extra source(s)",
+        "decide: drift %s, concept drift %s, late-label quality drop %s; retrain %s with data "
+        "%s + %d extra source(s)",
         drift.get("decision"),
         bool(performance.get("concept_drift")),
+        bool(late.get("retrain")),
         "on" if params.get("retrain", True) else "off",
         params.get("retrain_data_path") or "(none)",
         len(params.get("retrain_extra_sources") or []),
     )
-    conf = _decide_retrain(drift, performance, params, run_id)
-    push_drift_outcome(drift, performance, conf is not None, params, run_id)
+    conf = _decide_retrain(drift, performance, params, run_id, late)
+    push_drift_outcome(drift, performance, conf is not None, params, run_id, late)
     return conf
 
 
@@ -351,11 +477,16 @@ def _build_retrain_data(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 
 def _decide_retrain(
-    drift: dict[str, Any], performance: dict[str, Any], params: dict[str, Any], run_id: str
+    drift: dict[str, Any],
+    performance: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str,
+    late: dict[str, Any],
 ) -> dict[str, Any] | None:
     drifted = drift.get("decision") == "drift"
     concept = bool(performance.get("concept_drift"))
-    if not drifted and not concept:
+    late_drop = bool(late.get("retrain"))
+    if not drifted and not concept and not late_drop:
         if drift.get("decision") == "insufficient_data":
             log.info(
                 "too little data for a decision (%s): no retraining, no alarm",
@@ -364,8 +495,8 @@ def _decide_retrain(
         else:
             log.info("no drift: the champion stays")
         return None
-    first = _first_reason(drift, performance)
-    kind = "data drift" if drifted else "concept drift"
+    first = _first_reason(drift, performance, late)
+    kind = "data drift" if drifted else "concept drift" if concept else "late-label quality drop"
     reason = (
         f"drift_check {run_id}: {kind}; {first.get('metric')}={first.get('value')} "
         f"(threshold {first.get('threshold')}); report {drift.get('report_html')}"
@@ -400,7 +531,11 @@ def _decide_retrain(
         "trigger": {
             "dag_run": run_id,
             "kind": kind,
-            "reasons": list(drift.get("reasons") or []) + list(performance.get("reasons") or []),
+            "reasons": [
+                *(drift.get("reasons") or []),
+                *(performance.get("reasons") or []),
+                *(late.get("reasons") or []),
+            ],
             "report_html": drift.get("report_html"),
             "report_json": drift.get("report_json"),
             "monitoring_run_id": drift.get("mlflow_run_id"),

@@ -17,7 +17,14 @@ its features and the drift checks that fit its kind.
    metrics are logged to the MLflow experiment `monitoring`.
 4. **check_performance**: with feedback labels in the window, realised
    accuracy / ROC-AUC against the champion's test figures (concept drift).
-5. **decide** → **trigger_retrain**: on drift, starts `training_pipeline` with a
+5. **check_late_labels**: labels arrive days after the prediction. Over the
+   label-lag window (monitoring/config/late_labels.yaml) every prediction day's
+   realised accuracy / ROC-AUC and label coverage are recomputed from the log
+   (a late label updates its own day), beside a label-free CBPE estimate
+   (monitoring/cbpe.py); pooled realised quality of the days with enough
+   coverage dropping below the champion's test figures is a reason to retrain.
+   Per-day figures go to the MLflow `monitoring` run and the Pushgateway.
+6. **decide** → **trigger_retrain**: on drift (or a late-label quality drop), starts `training_pipeline` with a
    `conf` that says why (metric, value, threshold, report) and which data to use:
    the data Params when set, else the champion's training snapshot + labelled
    production rows + the landing folder, each part with rows and sha256
@@ -205,17 +212,26 @@ def drift_check() -> None:
 
         return run(window, reference, run_params()["thresholds"])
 
+    @task
+    def check_late_labels(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.drift import check_late_labels as run
+
+        return run(window, reference, run_params()["thresholds"])
+
     @task.short_circuit
-    def decide(drift: dict[str, Any], performance: dict[str, Any]) -> dict[str, Any] | None:
+    def decide(
+        drift: dict[str, Any], performance: dict[str, Any], late: dict[str, Any]
+    ) -> dict[str, Any] | None:
         from pipelines.drift import decide as run
 
-        return run(drift, performance, run_params(), get_current_context()["run_id"])
+        return run(drift, performance, run_params(), get_current_context()["run_id"], late)
 
     window = load_window()
     reference = load_reference()
     drift = detect_drift(window, reference)
     performance = check_performance(window, reference)
-    conf = decide(drift, performance)
+    late = check_late_labels(window, reference)
+    conf = decide(drift, performance, late)
     trigger = TriggerDagRunOperator(
         task_id="trigger_retrain",
         trigger_dag_id="training_pipeline",
