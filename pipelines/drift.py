@@ -315,10 +315,11 @@ def check_late_labels(
     Every day of the look-back window is recomputed from the prediction log, so a
     label that landed since yesterday's run updates its prediction day's figures.
     """
+    import pandas as pd
+
     from monitoring.config import load_thresholds
     from monitoring.late_labels import check_late_labels as check
     from monitoring.late_labels import load_config
-    from monitoring.reference import load_profile
     from serving.prediction_store import read_predictions
 
     if not reference.get("available"):
@@ -338,7 +339,8 @@ def check_late_labels(
     frame = read_predictions(None, start, end, model_name=reference["model_name"])
     outcome = check(
         frame,
-        load_profile(reference["profile_path"]),
+        # Only scores and labels are used: the profile's feature columns differ by use case.
+        pd.read_parquet(reference["profile_path"]),
         reference["test_metrics"],
         load_thresholds(overrides or None),
         config,
@@ -461,12 +463,15 @@ def decide(
     return conf
 
 
-def _build_retrain_data(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    from core.usecases import DEFAULT_USE_CASE
+def _build_retrain_data(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
+    """The default retraining data, or None when the use case has none (tabular)."""
+    from core.usecases import DEFAULT_USE_CASE, get_use_case
     from monitoring.retrain_data import build_retrain_data
 
     use_case = str(params.get("use_case") or DEFAULT_USE_CASE)
     model_name = str(params.get("model_name") or "review-sentiment")
+    if get_use_case(use_case).kind != "text":
+        return None
     log.info(
         "no retraining data Param: building it from %s's training snapshot, the prediction "
         "log's feedback labels and the landing folder of use case %s",
@@ -513,6 +518,14 @@ def _decide_retrain(
     if not params.get("retrain_data_path") and not params.get("retrain_extra_sources"):
         # No data Param: the champion's training snapshot + new labelled production rows.
         retrain_data = _build_retrain_data(params, run_id)
+        if retrain_data is None:
+            log.warning(
+                "%s — but no retraining data is configured, and a tabular use case's "
+                "prediction log holds features, not the raw rows training ingests: set the "
+                "retrain_data_path (and retrain_extra_sources) Params; nothing is retrained",
+                reason,
+            )
+            return None
         if not retrain_data["new_rows"]:
             log.warning(
                 "%s — but nothing new is labelled since the champion's training snapshot "

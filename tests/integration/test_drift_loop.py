@@ -1,8 +1,10 @@
 """The closed loop in-process: champion → logged traffic → drift_check → retrain → gate.
 
 A quiet in-domain day must not trigger anything; a day of product reviews at a
-movie-review model must trigger `training_pipeline` with a conf that says why,
-and that run, fed the new labelled data, must register a new version.
+movie-review model, some of it labelled through /feedback, must trigger
+`training_pipeline` with default Params and a conf that says why, and that run,
+fed the champion's snapshot + the labelled rows + the landing folder, must
+register a new version that records where its rows came from.
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ def champion(dags) -> str:
     return str(mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
 
 
-def _serve_day(texts: list[str]) -> tuple[str, str]:
-    """Send a day's traffic through the real app; returns the window it was logged in."""
+def _serve_day(texts: list[str], labels: list[int] | None = None) -> tuple[str, str]:
+    """Send a day's traffic through the real app (and `labels` through /feedback).
+
+    Returns the window it was logged in.
+    """
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
@@ -59,8 +64,14 @@ def _serve_day(texts: list[str]) -> tuple[str, str]:
     start = datetime.now(UTC)
     with TestClient(create_app(ServingSettings(model_name=MODEL))) as client:
         assert client.get("/ready").status_code == 200
+        ids = []
         for text in texts:
-            assert client.post("/predict", json={"text": text}).status_code == 200
+            response = client.post("/predict", json={"text": text})
+            assert response.status_code == 200
+            ids.append(response.json()["request_id"])
+        for request_id, label in zip(ids, labels or [], strict=False):
+            body = {"request_id": request_id, "label": int(label)}
+            assert client.post("/feedback", json=body).status_code == 201
     time.sleep(0.01)
     return start.isoformat(), datetime.now(UTC).isoformat()
 
@@ -114,11 +125,19 @@ def test_quiet_day_is_no_decision(dags, champion: str) -> None:
     assert ti.xcom_pull(task_ids="detect_drift")["decision"] == "insufficient_data"
 
 
-def test_product_day_triggers_retraining_that_registers(dags, champion: str, tmp_path) -> None:
+def test_product_day_triggers_retraining_that_registers(
+    dags, champion: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No data Param: the retrain uses the snapshot, the day's /feedback labels and the landing."""
     training, drift_check = dags
-    new_data = tmp_path / "products.csv"
-    generate_reviews(1500, seed=7, domain="products").to_csv(new_data, index=False)
-    start, end = _serve_day(generate_reviews(300, seed=103, domain="products")["text"].tolist())
+    monkeypatch.setenv("DRIFTLOOP_LANDING_DIR", str(tmp_path / "landing"))
+    landing = tmp_path / "landing" / "reviews"
+    landing.mkdir(parents=True)
+    generate_reviews(1200, seed=7, domain="products").to_parquet(
+        landing / "products.parquet", index=False
+    )
+    day = generate_reviews(300, seed=103, domain="products")
+    start, end = _serve_day(day["text"].tolist(), day["label"].tolist()[:200])
     before = len(_drift_conf_runs())
     run = drift_check.test(
         run_conf={
@@ -126,17 +145,18 @@ def test_product_day_triggers_retraining_that_registers(dags, champion: str, tmp
             "window_start": start,
             "window_end": end,
             "thresholds": {"min_rows": 100},
-            "retrain_data_path": str(new_data),
-            "retrain_source": "synthetic",
             "retrain_conf": {"families": ["logreg", "naive_bayes"], "n_trials": 3},
         }
     )
     states = _task_states(run)
+    assert states["check_late_labels"].endswith("success"), states
     assert states["trigger_retrain"].endswith("success"), states
     triggered = _drift_conf_runs()
     assert len(triggered) == before + 1
     conf = dict(triggered[-1].conf)
-    assert conf["data_path"] == str(new_data)
+    assert not conf["data_path"]
+    rows = conf["trigger"]["retrain_data"]["rows_by_kind"]
+    assert rows == {"snapshot": 2500, "feedback": 200, "landing": 1200}, rows
     assert conf["families"] == ["logreg", "naive_bayes"]
     assert conf["trigger"]["reasons"], conf
     assert Path(conf["trigger"]["report_html"]).exists()
@@ -149,7 +169,11 @@ def test_product_day_triggers_retraining_that_registers(dags, champion: str, tmp
     versions = client.search_model_versions(f"name='{MODEL}'")
     newest = max(versions, key=lambda v: int(v.version))
     assert int(newest.version) > int(champion)
-    assert client.get_run(newest.run_id).data.tags["trigger_reason"].startswith("drift_check")
+    tags = client.get_run(newest.run_id).data.tags
+    assert tags["trigger_reason"].startswith("drift_check")
+    assert (tags["data_rows_snapshot"], tags["data_rows_feedback"]) == ("2500", "200")
+    lineage = mlflow.artifacts.load_dict(f"runs:/{newest.run_id}/data_lineage.json")
+    assert sorted(p["kind"] for p in lineage["parts"]) == ["feedback", "landing", "snapshot"]
     _assert_gate_decided_by_its_numbers(client, newest)
 
 

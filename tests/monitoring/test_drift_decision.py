@@ -73,3 +73,11 @@ def test_warning_tag_names_each_check_with_its_numbers() -> None:
         ]
     )
     assert tag == "prediction_drift=0.6234 (threshold 0.3); text_domain=None (threshold 0.7)"
+
+
+def test_tabular_drift_without_data_params_says_what_to_set(
+    driftloop_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = {"use_case": "credit", "model_name": "credit-default"}
+    assert decide(DRIFT, QUIET, params, "r") is None
+    assert "set the retrain_data_path" in caplog.text
