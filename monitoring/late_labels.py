@@ -104,6 +104,10 @@ def daily_performance(
     for day, rows in frame.groupby(days, sort=True):
         labelled = int(rows["feedback_label"].notna().sum())
         coverage = labelled / len(rows)
+        lag_hours = None
+        if labelled and "feedback_ts" in rows:
+            lags = (rows["feedback_ts"] - rows["ts"]).dropna().dt.total_seconds() / 3600
+            lag_hours = float(lags.median()) if len(lags) else None
         estimate = estimator.estimate(rows["score"].to_numpy(dtype="float64"))
         out.append(
             {
@@ -111,6 +115,7 @@ def daily_performance(
                 "predictions": len(rows),
                 "labelled": labelled,
                 "coverage": coverage,
+                "median_label_lag_hours": lag_hours,
                 "covered": coverage >= config.min_label_coverage
                 and labelled >= config.min_day_labels,
                 "realised": _realised(rows, estimator.decision_threshold),

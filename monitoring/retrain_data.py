@@ -198,17 +198,22 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def labelled_predictions(
-    model_name: str, start: datetime, end: datetime, store_url: str | None = None
+    model_name: str,
+    start: datetime,
+    end: datetime,
+    store_url: str | None = None,
+    use_case: str = "reviews",
 ) -> pd.DataFrame:
     """Logged predictions in [start, end) that have a feedback label (latest label wins)."""
     from serving.prediction_store import read_predictions
 
-    frame = read_predictions(store_url, start, end, model_name=model_name)
+    frame = read_predictions(store_url, start, end, model_name=model_name, use_case=use_case)
     return frame[frame["feedback_label"].notna()].reset_index(drop=True)
 
 
 def _feedback_part(
     model_name: str,
+    use_case: str,
     out_dir: Path,
     known: set[str],
     taken: set[str],
@@ -218,7 +223,9 @@ def _feedback_part(
 ) -> Part | None:
     from ingestion.ingest import file_sha256
 
-    labelled = labelled_predictions(model_name, now - timedelta(days=lookback_days), now, store_url)
+    labelled = labelled_predictions(
+        model_name, now - timedelta(days=lookback_days), now, store_url, use_case
+    )
     new = labelled[~labelled["request_id"].astype(str).isin(known)]
     log.info(
         "feedback: %d labelled predictions of %s in the last %d days, %d already in the "
@@ -309,6 +316,7 @@ def build_retrain_data(
     taken = {p.name for p in snapshot_parts}
     feedback = _feedback_part(
         model_name,
+        use_case,
         out,
         _known_requests(snapshot_parts),
         taken,

@@ -317,6 +317,7 @@ def check_late_labels(
     """
     import pandas as pd
 
+    from core.usecases import DEFAULT_USE_CASE
     from monitoring.config import load_thresholds
     from monitoring.late_labels import check_late_labels as check
     from monitoring.late_labels import load_config
@@ -336,7 +337,10 @@ def check_late_labels(
         end.isoformat(),
         config.label_lag_days,
     )
-    frame = read_predictions(None, start, end, model_name=reference["model_name"])
+    use_case = str(window.get("use_case") or DEFAULT_USE_CASE)
+    frame = read_predictions(
+        None, start, end, model_name=reference["model_name"], use_case=use_case
+    )
     outcome = check(
         frame,
         # Only scores and labels are used: the profile's feature columns differ by use case.

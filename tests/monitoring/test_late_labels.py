@@ -117,6 +117,8 @@ def test_a_late_label_updates_its_prediction_day(logged: dict) -> None:
     after = _by_day(outcome)
     assert after[d1] == before[d1]  # day 1 untouched
     assert after[d2]["labelled"] == 90 and after[d2]["covered"]
+    # Predicted at 10:00 on TODAY-2, labelled at 01:00 TODAY: 39 h late.
+    assert after[d2]["median_label_lag_hours"] == pytest.approx(24 + 15)
     scores = read_predictions(url, days[1], days[2], model_name=model).set_index("request_id")
     expected = np.mean([(scores.loc[r, "score"] >= 0.5) == y for r, y in wrong.items()])
     assert after[d2]["realised"]["accuracy"] == pytest.approx(expected)
