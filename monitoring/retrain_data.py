@@ -12,10 +12,11 @@ Three parts, each a file the training pipeline ingests like any other source:
   knows which requests it already has;
 - **landing**: every readable file in the landing folder
   (`DRIFTLOOP_HOME/landing/<use case>/`, or `DRIFTLOOP_LANDING_DIR/<use case>/`)
-  whose bytes are not already in the snapshot, mapped by its file name
-  through contracts/sources.yaml (a file no entry names must have `text` and
-  `label` columns) and read with ingestion's readers (CSV, Parquet, JSONL,
-  compressed or not).
+  whose bytes are not already in the snapshot, mapped through
+  contracts/sources.yaml by its subfolder (`landing/reviews/amazon/x.csv` is
+  an `amazon` file) or else by its file name (a file neither names must have
+  `text` and `label` columns), and read with ingestion's readers (CSV,
+  Parquet, JSONL, compressed or not).
 
 Every part records its kind, row count, sha256 and size; the whole record is
 written as `retrain_data.json` and travels in the retrain's conf, so the
@@ -258,18 +259,22 @@ def _feedback_part(
 def _landing_parts(folder: Path, snapshot_hashes: set[str], taken: set[str]) -> list[Part]:
     from ingestion.errors import BadSourceFile, SourceConfigError
     from ingestion.ingest import file_sha256
-    from pipelines.params import infer_source
+    from pipelines.params import infer_source, source_names
 
     if not folder.is_dir():
         log.info("landing folder %s does not exist: no landed files", folder)
         return []
+    known = set(source_names())
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
     parts = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in sorted(files):
         sha, size = file_sha256(path)
         if sha in snapshot_hashes:
             log.info("landed %s: already in the training snapshot (sha256 %s)", path, sha)
             continue
-        source = infer_source(path)
+        # landing/<use case>/<source>/any-name.csv names its source by the folder.
+        folder_source = path.parent.name if path.parent != folder else None
+        source = folder_source if folder_source in known else infer_source(path)
         entry: dict[str, Any] = {"path": str(path), "source": source}
         try:
             rows = _count_rows(path, entry)

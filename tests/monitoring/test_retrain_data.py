@@ -82,13 +82,22 @@ def test_drift_retrains_on_snapshot_feedback_and_landing_with_counts_and_hashes(
     generate_reviews(7, seed=3).to_parquet(landing / "new_reviews.parquet", index=False)
     # A copy of the file the champion was trained on is not new data.
     (landing / "old.csv").write_bytes(setup["raw"].read_bytes())
+    # A subfolder names the source: Amazon's own columns, as JSON lines.
+    (landing / "amazon").mkdir()
+    ratings = pd.DataFrame(
+        {"reviews.text": ["great", "awful", "fine"], "reviews.rating": [5, 1, 4]}
+    )
+    ratings.to_json(landing / "amazon" / "week48.jsonl", orient="records", lines=True)
 
     conf = decide(DRIFT, QUIET, {"model_name": model}, "scheduled__d1")
 
     assert conf is not None, caplog.text
-    parts = {p["kind"]: p for p in conf["trigger"]["retrain_data"]["parts"]}
+    every = conf["trigger"]["retrain_data"]["parts"]
+    amazon = next(p for p in every if p["source"] == "amazon")
+    assert amazon["kind"] == "landing" and amazon["rows"] == 3
+    parts = {p["kind"]: p for p in every if p is not amazon}
     assert sorted(parts) == ["feedback", "landing", "snapshot"]
-    assert len(conf["trigger"]["retrain_data"]["parts"]) == 3  # old.csv left out
+    assert len(every) == 4  # old.csv left out
     snapshot = setup["manifest"]["sources"][0]
     assert parts["snapshot"]["rows"] == 60
     assert parts["snapshot"]["sha256"] == snapshot["sha256"]
@@ -102,17 +111,17 @@ def test_drift_retrains_on_snapshot_feedback_and_landing_with_counts_and_hashes(
         ids[3]: 1,
     }
     summary = json.loads(Path(conf["trigger"]["retrain_data"]["summary_path"]).read_text())
-    assert summary["rows_by_kind"] == {"snapshot": 60, "feedback": 3, "landing": 7}
-    assert summary["new_rows"] == 10 and summary["snapshot"]["airflow_run_id"] == f"t_{model}"
+    assert summary["rows_by_kind"] == {"snapshot": 60, "feedback": 3, "landing": 10}
+    assert summary["new_rows"] == 13 and summary["snapshot"]["airflow_run_id"] == f"t_{model}"
 
     # training_pipeline accepts the conf, ingests exactly these files, and records the lineage.
     params = check_training_params(conf, check_files=True)
     run_dir = run_dir_for(f"retrain_{model}")
     manifest = snapshot_sources(resolve_sources(params, run_dir), str(run_dir))
     lineage = data_lineage(params, manifest)
-    assert lineage["rows_by_kind"] == {"snapshot": 60, "feedback": 3, "landing": 7}
-    assert {p["kind"]: p["sha256"] for p in lineage["parts"]} == {
-        k: p["sha256"] for k, p in parts.items()
+    assert lineage["rows_by_kind"] == {"snapshot": 60, "feedback": 3, "landing": 10}
+    assert {p["name"]: p["sha256"] for p in lineage["parts"]} == {
+        p["name"]: p["sha256"] for p in every
     }
     with mlflow.start_run() as run:
         pass
