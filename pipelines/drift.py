@@ -346,7 +346,7 @@ def check_late_labels(
         # Only scores and labels are used: the profile's feature columns differ by use case.
         pd.read_parquet(reference["profile_path"]),
         reference["test_metrics"],
-        load_thresholds(overrides or None),
+        load_thresholds(_with_champion_threshold(overrides, reference)),
         config,
     )
     for day in outcome["days"]:
