@@ -308,7 +308,10 @@ def check_performance(
 
 
 def check_late_labels(
-    window: dict[str, Any], reference: dict[str, Any], overrides: dict[str, Any]
+    window: dict[str, Any],
+    reference: dict[str, Any],
+    overrides: dict[str, Any],
+    use_case: str | None = None,
 ) -> dict[str, Any]:
     """Realised quality per prediction day over the label-lag window, and the CBPE estimate.
 
@@ -317,7 +320,7 @@ def check_late_labels(
     """
     import pandas as pd
 
-    from core.usecases import DEFAULT_USE_CASE
+    from core.usecases import get_use_case
     from monitoring.config import load_thresholds
     from monitoring.late_labels import check_late_labels as check
     from monitoring.late_labels import load_config
@@ -337,16 +340,16 @@ def check_late_labels(
         end.isoformat(),
         config.label_lag_days,
     )
-    use_case = str(window.get("use_case") or DEFAULT_USE_CASE)
-    frame = read_predictions(
-        None, start, end, model_name=reference["model_name"], use_case=use_case
-    )
+    uc = get_use_case(use_case)
+    frame = read_predictions(None, start, end, model_name=reference["model_name"], use_case=uc.name)
     outcome = check(
         frame,
         # Only scores and labels are used: the profile's feature columns differ by use case.
         pd.read_parquet(reference["profile_path"]),
         reference["test_metrics"],
-        load_thresholds(_with_champion_threshold(overrides, reference)),
+        load_thresholds(
+            _with_champion_threshold(overrides, reference), path=uc.config_path("drift")
+        ),
         config,
     )
     for day in outcome["days"]:

@@ -216,7 +216,8 @@ def drift_check() -> None:
     def check_late_labels(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import check_late_labels as run
 
-        return run(window, reference, run_params()["thresholds"])
+        params = run_params()
+        return run(window, reference, params["thresholds"], params["use_case"])
 
     @task.short_circuit
     def decide(
