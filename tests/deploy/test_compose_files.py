@@ -160,6 +160,31 @@ def test_compose_config_is_clean(env_file: Path, override: bool) -> None:
     }
 
 
+def test_every_standin_names_the_version_of_the_image_it_replaces(env_file: Path) -> None:
+    """A stand-in is built from Debian's package of one version: the compose file
+    must name the official image of that same version, not a newer one."""
+
+    def images(override: bool) -> dict[str, str]:
+        result = _compose(
+            env_file, "--profile", "observability", "config", "--format", "json", override=override
+        )
+        assert result.returncode == 0, result.stderr
+        return {n: s["image"] for n, s in json.loads(result.stdout)["services"].items()}
+
+    official, standins = images(False), images(True)
+    replaced = {n for n in standins if standins[n] != official[n]}
+    assert replaced >= {"postgres", "redis", "prometheus", "pushgateway", "alertmanager"}
+    for name in replaced:
+        tag = official[name].rsplit(":", 1)[1]
+        assert standins[name].endswith(f":{tag}-standin"), (official[name], standins[name])
+    # the versions Debian bookworm packages (deploy/docker/standins/*.Dockerfile)
+    assert official["redis"] == "redis:7.0-bookworm"
+    assert official["postgres"] == "postgres:15-bookworm"
+    assert official["prometheus"] == "prom/prometheus:v2.42.0"
+    assert official["pushgateway"] == "prom/pushgateway:v1.5.1"
+    assert official["alertmanager"] == "prom/alertmanager:v0.25.0"
+
+
 @pytest.mark.parametrize("missing", ["AIRFLOW_ADMIN_PASSWORD", "POSTGRES_PASSWORD"])
 def test_compose_refuses_to_start_without_a_secret(tmp_path: Path, missing: str) -> None:
     text = make_env.render((REPO / ".env.example").read_text(), {})

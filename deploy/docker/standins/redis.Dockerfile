@@ -1,5 +1,5 @@
-# Stand-in for redis:7.2-bookworm built from Debian's redis-server package
-# (7.0 on bookworm): same port, data folder and `redis-server` command.
+# Stand-in for redis:7.0-bookworm built from Debian bookworm's redis-server package
+# (7.0): same port, data folder and `redis-server` command.
 ARG DEBIAN_IMAGE=driftloop/debian:bookworm
 FROM ${DEBIAN_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
