@@ -2,14 +2,17 @@
 
 Builds the images (the Python base, Postgres and Redis as local stand-ins:
 deploy/docker/compose.standins.yml), starts docker-compose.yml under its own
-project name on spare loopback ports with two Airflow Celery workers, then, in
-order: the demo (training_pipeline through the REST API with a real login,
+project name on spare loopback ports with two Airflow Celery workers and the
+`observability` profile (Prometheus, Pushgateway, Alertmanager, the Airflow
+StatsD exporter; Grafana has no stand-in and is left out), then, in order: the demo (training_pipeline through the REST API with a real login,
 featurize on the Spark cluster, the api container serving the champion) with a
 Celery worker killed during `tune` (the task is retried on the other worker and
 its Optuna study resumed; the run succeeds), the champion through MLflow's REST
 API, prediction-log rows in Postgres and shared rate-limit buckets in Redis,
-drift_check over the logged traffic, and `api` restarted under client load (the
-client's retries succeed; no logged prediction is lost). The stack is
+drift_check over the logged traffic, a drift day (reviews of the other domain)
+whose verdict fires DriftloopDriftDetected in the live Prometheus and reaches
+Alertmanager, and `api` restarted under client load (the client's retries
+succeed; no logged prediction is lost). The stack is
 removed with its volumes in a `finally`. Timings and image sizes are written
 to .driftloop/compose-test/figures.json.
 """
@@ -25,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -45,7 +49,16 @@ PORTS = {
     "MLFLOW_PORT": os.environ.get("DRIFTLOOP_COMPOSE_TEST_MLFLOW_PORT", "15000"),
     "API_PORT": os.environ.get("DRIFTLOOP_COMPOSE_TEST_API_PORT", "18000"),
     "SPARK_UI_PORT": os.environ.get("DRIFTLOOP_COMPOSE_TEST_SPARK_PORT", "18090"),
+    "PROMETHEUS_PORT": os.environ.get("DRIFTLOOP_COMPOSE_TEST_PROMETHEUS_PORT", "19090"),
+    "ALERTMANAGER_PORT": os.environ.get("DRIFTLOOP_COMPOSE_TEST_ALERTMANAGER_PORT", "19093"),
 }
+# The test trains on this many synthetic reviews: the champion's reference
+# profile is its 10% test split, and drift_check needs min_reference_rows (200,
+# monitoring/config/drift.yaml) of it to compare, else the verdict is
+# insufficient_data.
+TRAIN_ROWS = 2500
+# Observability services that have no stand-in here (no Debian package).
+NOT_STARTED = {"grafana"}
 FAMILIES = ["logreg", "naive_bayes"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.compose]
@@ -89,6 +102,8 @@ class Stack:
             "docker-compose.yml",
             "-f",
             "deploy/docker/compose.standins.yml",
+            "--profile",
+            "observability",
         ]
 
     def compose(
@@ -119,6 +134,14 @@ class Stack:
             "-c", sql, timeout=60,
         )  # fmt: skip
         return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+    @property
+    def prometheus(self) -> str:
+        return f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}"
+
+    @property
+    def alertmanager(self) -> str:
+        return f"http://127.0.0.1:{PORTS['ALERTMANAGER_PORT']}"
 
     def airflow(self) -> Any:
         return demo.AirflowClient(
@@ -170,6 +193,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack.figures[f"image_{name}_bytes"] = int(
                 _docker("image", "inspect", "-f", "{{.Size}}", image)
             )
+        services = stack.compose("config", "--services").stdout.split()
+        assert {"prometheus", "pushgateway", "alertmanager"} <= set(services)
         started = time.monotonic()
         stack.compose(
             "up",
@@ -179,6 +204,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "1200",
             "--scale",
             "airflow-worker=2",
+            *sorted(set(services) - NOT_STARTED),
             timeout=1300,
             log=build_log,
         )
@@ -243,7 +269,7 @@ def test_demo_survives_a_killed_worker_and_the_api_serves_the_champion(stack: St
     The killed task is retried on the other worker, its Optuna study resumes
     with the trials finished before the kill, and the run still succeeds.
     """
-    conf = demo.demo_conf(FAMILIES, 40, 1500)
+    conf = demo.demo_conf(FAMILIES, 40, TRAIN_ROWS)
     conf["family_timeout_s"] = 45
     killer = WorkerKiller(stack)
     result = demo.run_demo(stack.endpoints, conf, timeout=2400, on_poll=killer)
@@ -334,14 +360,10 @@ def _wait_logged(stack: Stack, request_ids: list[str], timeout: float = 60) -> s
 def test_traffic_lands_in_the_postgres_prediction_log_and_redis_rate_limits(stack: Stack) -> None:
     from synthetic import generate_reviews
 
-    texts = generate_reviews(150, seed=11)["text"].tolist()
+    texts = generate_reviews(200, seed=11)["text"].tolist()
     stack.state["traffic_start"] = datetime.now(UTC) - timedelta(minutes=1)
-    ids = [f"ct-{uuid.uuid4().hex}" for _ in texts]
-    for text, rid in zip(texts, ids, strict=True):
-        assert _predict(stack.endpoints.api, text, rid)["request_id"] == rid
-    found = _wait_logged(stack, ids)
-    assert found == set(ids)
-    stack.state["traffic_end"] = datetime.now(UTC) + timedelta(minutes=1)
+    _send(stack, texts, "ct")
+    stack.state["traffic_end"] = datetime.now(UTC) + timedelta(seconds=5)
     owners = stack.psql(
         "predictions", "SELECT tableowner FROM pg_tables WHERE tablename = 'predictions'"
     )
@@ -360,15 +382,22 @@ def test_traffic_lands_in_the_postgres_prediction_log_and_redis_rate_limits(stac
     assert buckets, "the API kept no rate-limit bucket in Redis"
 
 
-def test_drift_check_reads_the_logged_traffic(stack: Stack) -> None:
+def _send(stack: Stack, texts: list[str], prefix: str) -> list[str]:
+    """POST every text to the api container; returns the request ids, all logged."""
+    ids = [f"{prefix}-{uuid.uuid4().hex}" for _ in texts]
+    for text, rid in zip(texts, ids, strict=True):
+        assert _predict(stack.endpoints.api, text, rid)["request_id"] == rid
+    found = _wait_logged(stack, ids)
+    assert found == set(ids)
+    return ids
+
+
+def _drift_check(stack: Stack, start: datetime, end: datetime) -> tuple[dict, dict]:
+    """Run drift_check over [start, end] (no retrain); its load_window and detect_drift results."""
     client = stack.airflow()
     client.wait_for_dag("drift_check")
     run_id = f"compose_drift__{uuid.uuid4().hex[:8]}"
-    conf = {
-        "window_start": stack.state["traffic_start"].isoformat(),
-        "window_end": stack.state["traffic_end"].isoformat(),
-        "retrain": False,
-    }
+    conf = {"window_start": start.isoformat(), "window_end": end.isoformat(), "retrain": False}
     client.trigger("drift_check", conf, run_id)
     assert client.wait_for_run("drift_check", run_id, timeout=900) == "success"
     base = f"/api/v2/dags/drift_check/dagRuns/{run_id}/taskInstances"
@@ -376,8 +405,113 @@ def test_drift_check_reads_the_logged_traffic(stack: Stack) -> None:
     drift = client.call("GET", f"{base}/detect_drift/xcomEntries/return_value")["value"]
     if isinstance(window, str):
         window, drift = json.loads(window), json.loads(drift)
-    assert window["rows"] >= 150
-    assert drift["decision"] != "insufficient_data" and drift["mlflow_run_id"]
+    return window, drift
+
+
+def _alerts(stack: Stack, state: str = "firing") -> dict[str, list[dict[str, Any]]]:
+    """Alerts of the live Prometheus in `state`, by name."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for alert in demo.http_json("GET", f"{stack.prometheus}/api/v1/alerts")["data"]["alerts"]:
+        if alert["state"] == state:
+            found.setdefault(alert["labels"]["alertname"], []).append(alert)
+    return found
+
+
+def _prom_query(stack: Stack, query: str) -> list[dict[str, Any]]:
+    url = f"{stack.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    answer = demo.http_json("GET", url)
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def _wait_for(what: str, probe: Any, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(5)
+
+
+def test_the_observability_profile_scrapes_every_target(stack: Stack) -> None:
+    """Prometheus (stand-in of the named version) scrapes the API, the Pushgateway and
+    Airflow's StatsD exporter, loads the alert rules and reaches Alertmanager."""
+    build = demo.http_json("GET", f"{stack.prometheus}/api/v1/status/buildinfo")["data"]
+    image = stack.compose("config", "--images").stdout.split()
+    version = build["version"].split("+")[0]  # Debian's "2.42.0+ds"
+    assert any(i.endswith(f":v{version}-standin") for i in image), (build, image)
+
+    def all_up() -> dict[str, str] | None:
+        targets = demo.http_json("GET", f"{stack.prometheus}/api/v1/targets")["data"]
+        health = {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}
+        return health if set(health.values()) == {"up"} else None
+
+    health = _wait_for("every scrape target up", all_up, timeout=120)
+    assert set(health) == {"driftloop-api", "pushgateway", "airflow"}, health
+    groups = demo.http_json("GET", f"{stack.prometheus}/api/v1/rules")["data"]["groups"]
+    rules = {r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting"}
+    assert "DriftloopDriftDetected" in rules and len(rules) >= 10, rules
+    managers = demo.http_json("GET", f"{stack.prometheus}/api/v1/alertmanagers")["data"]
+    assert [m["url"] for m in managers["activeAlertmanagers"]], managers
+    # Airflow's own metrics arrive through StatsD, the API's through /metrics.
+    assert _prom_query(stack, "airflow_scheduler_heartbeat_total")
+    assert _prom_query(stack, 'up{job="driftloop-api"} == 1')
+    stack.figures["prometheus_version"] = build["version"]
+
+
+def test_drift_check_reads_the_logged_traffic(stack: Stack) -> None:
+    window, drift = _drift_check(stack, stack.state["traffic_start"], stack.state["traffic_end"])
+    assert window["rows"] >= 200
+    assert drift["decision"] != "insufficient_data", drift
+    assert drift["mlflow_run_id"]
+    stack.figures["in_domain_drift_decision"] = drift["decision"]
+    stack.state["in_domain_decision"] = drift["decision"]
+
+
+def test_a_drift_day_fires_the_drift_alert_in_the_live_prometheus(stack: Stack) -> None:
+    """Reviews of the other domain: drift_check votes drift, pushes the verdict, the
+    live Prometheus fires DriftloopDriftDetected and Alertmanager receives it."""
+    from synthetic import generate_reviews
+
+    # The verdict of the in-domain day is pushed already: no drift alert yet.
+    if stack.state.get("in_domain_decision") == "no_drift":
+        _wait_for(
+            "the in-domain verdict in Prometheus",
+            lambda: _prom_query(stack, 'driftloop_drift_decision{decision="no_drift"} == 1'),
+        )
+        time.sleep(35)  # a scrape and a rule evaluation after it
+        assert "DriftloopDriftDetected" not in _alerts(stack, "firing")
+        assert "DriftloopDriftDetected" not in _alerts(stack, "pending")
+    while datetime.now(UTC) <= stack.state["traffic_end"]:
+        time.sleep(1)
+    start = datetime.now(UTC)
+    texts = generate_reviews(200, seed=12, domain="products")["text"].tolist()
+    _send(stack, texts, "dd")
+    window, drift = _drift_check(stack, start, datetime.now(UTC) + timedelta(seconds=5))
+    assert window["rows"] == 200
+    assert drift["decision"] == "drift", drift
+    started = time.monotonic()
+    firing = _wait_for(
+        "DriftloopDriftDetected firing",
+        lambda: _alerts(stack, "firing").get("DriftloopDriftDetected"),
+    )
+    stack.figures["drift_alert_after_check_s"] = round(time.monotonic() - started, 1)
+    assert firing[0]["labels"]["use_case"] and firing[0]["labels"]["severity"] == "ticket"
+    assert firing[0]["annotations"]["runbook_url"].endswith("#driftloopdriftdetected")
+
+    def in_alertmanager() -> list[str]:
+        alerts = demo.http_json("GET", f"{stack.alertmanager}/api/v2/alerts")
+        return [a["labels"]["alertname"] for a in alerts]
+
+    received = _wait_for(
+        "DriftloopDriftDetected in Alertmanager",
+        lambda: "DriftloopDriftDetected" in in_alertmanager() and in_alertmanager(),
+        timeout=120,
+    )
+    stack.figures["alerts_firing"] = sorted(_alerts(stack, "firing"))
+    stack.figures["alerts_in_alertmanager"] = sorted(set(received))
 
 
 def _study_trials(stack: Stack, prefix: str) -> dict[str, dict[int, tuple[str, str]]]:
