@@ -62,7 +62,13 @@ def main() -> None:
     if settings.workers > 1:
         created = _prepare_multiprocess_metrics()
         try:
-            uvicorn.run("serving.app:create_app", factory=True, workers=settings.workers, **common)
+            uvicorn.run(
+                "serving.app:create_app",
+                factory=True,
+                workers=settings.workers,
+                timeout_worker_healthcheck=settings.worker_healthcheck_timeout_seconds,
+                **common,
+            )
         finally:
             if created:
                 shutil.rmtree(created, ignore_errors=True)

@@ -117,6 +117,15 @@ class ServingSettings(BaseSettings):
         ),
     )
 
+    worker_healthcheck_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        description=(
+            "With several workers, uvicorn's supervisor restarts a worker that does not answer "
+            "its ping within this many seconds. Uvicorn's own 5 s kills workers still importing "
+            "on a busy machine, over and over, so none ever starts."
+        ),
+    )
     graceful_shutdown_seconds: float = Field(
         default=30.0,
         gt=0.0,
