@@ -90,6 +90,21 @@ def http_json(
     return json.loads(raw) if raw else None
 
 
+def _retry_transient(send: Callable[[], Any], attempts: int) -> Any:
+    """`send()`, repeated on time-outs, refused connections and 5xx answers."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return send()
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt == attempts:
+                raise
+        except (TimeoutError, urllib.error.URLError, ConnectionError):
+            if attempt == attempts:
+                raise
+        time.sleep(min(2 * attempt, 10))
+    raise AssertionError("unreachable")
+
+
 class AirflowClient:
     """Airflow 3's public REST API with a JWT from /auth/token (renewed on 401)."""
 
@@ -99,13 +114,21 @@ class AirflowClient:
         self.password = password
         self._token: str | None = None
 
+    # A busy API server (one process on a loaded machine) times out or answers
+    # 5xx now and then: reads and the login are retried this many times.
+    ATTEMPTS = 6
+
     def login(self) -> str:
-        try:
-            answer = http_json(
+        def post() -> Any:
+            return http_json(
                 "POST",
                 f"{self.base_url}/auth/token",
                 {"username": self.user, "password": self.password},
+                timeout=60,
             )
+
+        try:
+            answer = _retry_transient(post, self.ATTEMPTS)
         except urllib.error.HTTPError as exc:
             raise DemoError(
                 f"Airflow refused the login of {self.user!r} ({exc.code}): check "
@@ -117,13 +140,19 @@ class AirflowClient:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         for attempt in (1, 2):
             token = self._token or self.login()
-            try:
+
+            def send(token: str = token) -> Any:
                 return http_json(
                     method,
                     f"{self.base_url}{path}",
                     body,
                     headers={"Authorization": f"Bearer {token}"},
+                    timeout=60,
                 )
+
+            try:
+                # Only reads are repeated blindly; trigger() makes its POST idempotent itself.
+                return _retry_transient(send, self.ATTEMPTS if method == "GET" else 1)
             except urllib.error.HTTPError as exc:
                 if exc.code == 401 and attempt == 1:
                     self._token = None  # expired: log in again once
