@@ -6,10 +6,12 @@ budget without importing the objective or the MLflow logging.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -176,7 +178,7 @@ def open_storage(
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": config.sqlite_timeout_s}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _schema_lock(url):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url,
@@ -184,3 +186,25 @@ def open_storage(
             heartbeat_interval=config.heartbeat_interval_s,
             grace_period=config.grace_period_s,
         )
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Serialise opening a SQLite study database across processes.
+
+    Optuna creates its tables when the storage is opened; parallel `tune` tasks
+    (one process per family) opening a new SQLite file at the same moment race
+    on that (`table studies already exists`). A lock file beside the database
+    makes the first one create the schema and the others find it. Server
+    databases handle this themselves, so they take no lock.
+    """
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(url[len("sqlite:///") :]).with_suffix(".schema-lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
