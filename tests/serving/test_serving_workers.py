@@ -180,15 +180,24 @@ def test_two_workers_share_metrics_and_the_prediction_log(
             _post(f"{base}/predict", {"text": f"{TEXTS[i % 4]} {i}"})[1]["request_id"]
             for i in range(40)
         ]
-        _, metrics = _get(f"{base}/metrics")
+        # A request is counted once its response has been sent, so the last one may land in
+        # the counter just after the client read it: wait briefly for 40, then require 40.
+        counted: re.Match[str] | None = None
+        deadline = time.monotonic() + 10
+        while True:
+            _, metrics = _get(f"{base}/metrics")
+            counted = re.search(
+                r'^driftloop_http_requests_total\{method="POST",route="/predict",status="200"\}'
+                r" (\S+)$",
+                metrics,
+                flags=re.MULTILINE,
+            )
+            if (counted and float(counted.group(1)) >= 40.0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         stderr = _stop(process)
     frame = read_predictions(log_url, started, datetime.now(UTC) + timedelta(seconds=1))
 
     assert process.returncode == 0, stderr[-3000:]
-    counted = re.search(
-        r'^driftloop_http_requests_total\{method="POST",route="/predict",status="200"\} (\S+)$',
-        metrics,
-        flags=re.MULTILINE,
-    )
     assert counted and float(counted.group(1)) == 40.0, metrics[:2000]
     assert sorted(frame["request_id"]) == sorted(ids)
