@@ -447,8 +447,16 @@ def process_memory(item: Started) -> dict[str, Any]:
 
 
 def start_mlflow_serve(
-    procs: Processes, work: Path, tracking_uri: str, version: str, workers: int
+    procs: Processes,
+    work: Path,
+    tracking_uri: str,
+    version: str,
+    workers: int,
+    *,
+    model_name: str = MODEL_NAME,
+    label: str = "mlflow-serve",
 ) -> tuple[Started, str, Startup]:
+    """`mlflow models serve` of models:/<model_name>/<version>, timed to the first and last worker."""
     port = _free_port()
     env = _child_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
     argv = [
@@ -458,7 +466,7 @@ def start_mlflow_serve(
         "models",
         "serve",
         "-m",
-        f"models:/{MODEL_NAME}/{version}",
+        f"models:/{model_name}/{version}",
         "--env-manager",
         "local",
         "--host",
@@ -469,7 +477,7 @@ def start_mlflow_serve(
         str(workers),
     ]
     launched = time.monotonic()
-    item = procs.start(f"mlflow-serve-w{workers}", argv, env, work)
+    item = procs.start(f"{label}-w{workers}", argv, env, work)
     first = _wait_ready(item, f"http://127.0.0.1:{port}/ping")
     # Each uvicorn worker imports the scoring app (which loads the model) and then logs this.
     every = _wait_log_count(item, "Application startup complete", workers)

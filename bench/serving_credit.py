@@ -56,6 +56,7 @@ from bench.serving_bench import (
     _terminate_on_sigterm,
     _wait_ready,
     run_load,
+    start_mlflow_serve,
     start_registry,
     summarise_runs,
 )
@@ -317,7 +318,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             api, api_url, api_start = start_driftloop(procs, work, tracking_uri, workers)
             startup["driftloop"][workers] = round(api_start, 2)
             print(f"driftloop ({workers} worker(s)) ready in {api_start:.1f} s")
-            mlf, mlf_url, mlf_start = _start_mlflow(procs, work, tracking_uri, version, workers)
+            mlf, mlf_url, mlf_startup = start_mlflow_serve(
+                procs,
+                work,
+                tracking_uri,
+                version,
+                workers,
+                model_name=MODEL_NAME,
+                label="mlflow-serve-credit",
+            )
+            mlf_start = mlf_startup.first
             startup["mlflow"][workers] = round(mlf_start, 2)
             print(f"mlflow models serve ({workers} worker(s)) ready in {mlf_start:.1f} s")
             agreement[workers] = check_agreement(api_url, mlf_url, rows[:20])
@@ -384,35 +394,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.stop_all()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def _start_mlflow(
-    procs: Processes, work: Path, tracking_uri: str, version: str, workers: int
-) -> tuple[Started, str, float]:
-    """`mlflow models serve` of models:/MODEL_NAME/<version>, timed from launch to /ping."""
-    port = _free_port()
-    env = _child_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
-    argv = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        f"models:/{MODEL_NAME}/{version}",
-        "--env-manager",
-        "local",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    launched = time.monotonic()
-    item = procs.start(f"mlflow-serve-credit-w{workers}", argv, env, work)
-    ready = _wait_ready(item, f"http://127.0.0.1:{port}/ping")
-    return item, f"http://127.0.0.1:{port}", ready - launched
 
 
 def main(argv: list[str] | None = None) -> int:

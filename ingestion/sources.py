@@ -26,7 +26,7 @@ from ingestion.errors import SourceConfigError
 
 POLICY_PATH = Path(__file__).with_name("quarantine.yaml")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MAPPING_KEYS = (
+MAPPING_KEYS = (
     "use_case",
     "columns",
     "text_column",
@@ -81,8 +81,8 @@ class SourceSpec:
                     f"unknown source {key!r}: contracts/sources.yaml defines {sorted(known)}; "
                     "add it there or give text_column, label_column and label_map inline"
                 )
-            merged.update({k: v for k, v in known[key].items() if k in _MAPPING_KEYS})
-        merged.update({k: entry[k] for k in _MAPPING_KEYS if entry.get(k) is not None})
+            merged.update({k: v for k, v in known[key].items() if k in MAPPING_KEYS})
+        merged.update({k: entry[k] for k in MAPPING_KEYS if entry.get(k) is not None})
         name = entry.get("name") or key
         use_case = str(merged.get("use_case") or DEFAULT_SOURCE_USE_CASE)
         try:

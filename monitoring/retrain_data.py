@@ -42,6 +42,8 @@ from typing import Any
 
 import pandas as pd
 
+from ingestion.sources import MAPPING_KEYS
+
 log = logging.getLogger(__name__)
 
 LANDING_DIR_ENV = "DRIFTLOOP_LANDING_DIR"
@@ -49,15 +51,7 @@ FEEDBACK_PART = "feedback"
 SUMMARY_FILE = "retrain_data.json"
 DEFAULT_FEEDBACK_LOOKBACK_DAYS = 365
 # Mapping keys of a manifest entry that a training source entry may carry.
-_MAPPING_KEYS = (
-    "text_column",
-    "label_column",
-    "label_map",
-    "expected_unmapped",
-    "expectation_suite",
-    "delimiter",
-    "format",
-)
+_MAPPING_KEYS = tuple(k for k in MAPPING_KEYS if k not in ("use_case", "columns"))
 
 
 @dataclass(frozen=True)
