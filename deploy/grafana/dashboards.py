@@ -327,6 +327,25 @@ def model_quality() -> Any:
         )
         .with_panel(
             graph(
+                "Combined drift score against its threshold",
+                [
+                    (f"max(driftloop_drift_combined_score{{{DRIFT}}})", "combined z"),
+                    (f"max(driftloop_drift_combined_threshold{{{DRIFT}}})", "threshold"),
+                ],
+                description="The day's verdict: the checks' statistics combined into one z "
+                "(monitoring/config/drift.yaml, calibrated on held-apart days).",
+            )
+        )
+        .with_panel(
+            graph(
+                "Warnings: checks that fired on a day that is not drift",
+                [(f"max by (check) (driftloop_drift_check_warning{{{DRIFT}}})", "{{check}}")],
+                description="E.g. a prior shift moves the score distribution without the "
+                "day being foreign: reported, never dropped.",
+            )
+        )
+        .with_panel(
+            graph(
                 "Window size and votes",
                 [
                     (f"max(driftloop_drift_window_rows{{{DRIFT}}})", "logged predictions"),
@@ -360,6 +379,40 @@ def model_quality() -> Any:
                 "percentunit",
                 "Share of the window's predictions with a feedback label; realised "
                 "figures are judged only above min_labels.",
+            )
+        )
+        .with_row(dashboard.Row("Late labels: per prediction day"))
+        .with_panel(
+            graph(
+                "Realised (late labels) vs estimated (CBPE) performance",
+                [
+                    (
+                        f"max by (metric) (driftloop_late_label_realised_performance{{{DRIFT}}})",
+                        "realised {{metric}} (covered days)",
+                    ),
+                    (
+                        f"max by (metric) (driftloop_estimated_performance{{{DRIFT}}})",
+                        "estimated {{metric}} (latest day, no labels)",
+                    ),
+                ],
+                "percentunit",
+                "Realised: pooled over the label-lag window's days with enough label coverage. "
+                "Estimated: confidence-based, from the scores alone, so a drop shows before "
+                "the labels arrive.",
+            )
+        )
+        .with_panel(
+            graph(
+                "Label coverage per prediction day",
+                [
+                    (
+                        "max by (prediction_day) "
+                        f"(driftloop_prediction_day_label_coverage_ratio{{{DRIFT}}})",
+                        "{{prediction_day}}",
+                    )
+                ],
+                "percentunit",
+                "A label for a prediction made on day D raises day D's coverage whenever it lands.",
             )
         )
     )

@@ -333,7 +333,9 @@ def test_every_dashboard_query_has_data_and_a_drift_day_fires_the_alert(
     reference = drift.load_reference(MODEL, "scheduled__live")
     outcome = drift.detect_drift(window, reference, params["thresholds"])
     performance = drift.check_performance(window, reference, params["thresholds"])
-    conf = drift.decide(outcome, performance, params, "scheduled__live")
+    late = drift.check_late_labels(window, reference, params["thresholds"])
+    assert late["days"], late
+    conf = drift.decide(outcome, performance, params, "scheduled__live", late)
     assert outcome["decision"] == "drift" and conf is not None
     _training_pushes()
 
