@@ -39,6 +39,10 @@ VENV_BIN = Path(sys.executable).parent
 AIRFLOW_PORT = int(os.environ.get("DRIFTLOOP_AIRFLOW_PORT", "8080"))
 MLFLOW_PORT = int(os.environ.get("DRIFTLOOP_MLFLOW_PORT", "5000"))
 API_PORT = int(os.environ.get("DRIFTLOOP_API_PORT", "8000"))
+# Airflow's task and triggerer log servers (its defaults): two stacks on one
+# machine need different ones, or the second stack's tasks cannot serve logs.
+LOG_SERVER_PORT = int(os.environ.get("DRIFTLOOP_AIRFLOW_LOG_SERVER_PORT", "8793"))
+TRIGGER_LOG_SERVER_PORT = int(os.environ.get("DRIFTLOOP_AIRFLOW_TRIGGER_LOG_SERVER_PORT", "8794"))
 AIRFLOW_URL = f"http://127.0.0.1:{AIRFLOW_PORT}"
 MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
 API_URL = f"http://127.0.0.1:{API_PORT}"
@@ -86,6 +90,8 @@ def stack_env() -> dict[str, str]:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(AIRFLOW_PORT),
             "AIRFLOW__API__BASE_URL": AIRFLOW_URL,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(LOG_SERVER_PORT),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(TRIGGER_LOG_SERVER_PORT),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             # The API polls the champion alias this often (a cheap registry call);

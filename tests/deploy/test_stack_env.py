@@ -39,3 +39,29 @@ def test_inherited_registry_experiment_and_run_are_replaced(
     assert env["MLFLOW_REGISTRY_URI"] == "http://127.0.0.1:15999"
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         assert name not in env
+
+
+def test_airflow_log_servers_follow_the_stack_ports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A second stack on the machine (the tests' one beside `make up`) must not share
+    Airflow's fixed log-server ports 8793/8794 with the first."""
+    monkeypatch.setenv("DRIFTLOOP_AIRFLOW_LOG_SERVER_PORT", "18293")
+    monkeypatch.setenv("DRIFTLOOP_AIRFLOW_TRIGGER_LOG_SERVER_PORT", "18294")
+    env = _load_stack(monkeypatch, tmp_path).stack_env()
+    assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "18293"
+    assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == "18294"
+
+    monkeypatch.delenv("DRIFTLOOP_AIRFLOW_LOG_SERVER_PORT")
+    monkeypatch.delenv("DRIFTLOOP_AIRFLOW_TRIGGER_LOG_SERVER_PORT")
+    env = _load_stack(monkeypatch, tmp_path).stack_env()
+    assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "8793"
+    assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == "8794"
+
+
+def test_the_test_stack_uses_its_own_log_server_ports() -> None:
+    from tests.stack import PORTS
+
+    assert PORTS["DRIFTLOOP_AIRFLOW_LOG_SERVER_PORT"] not in ("8793", "8794")
+    assert PORTS["DRIFTLOOP_AIRFLOW_TRIGGER_LOG_SERVER_PORT"] not in ("8793", "8794")
+    assert len(set(PORTS.values())) == len(PORTS)
