@@ -7,11 +7,14 @@
 2. Day 1: a day of in-domain traffic (IMDB reviews of the aclImdb *test*
    split) through the API, with feedback labels. `drift_check` over that
    day's window must not trigger anything.
-3. Labelled Amazon and Kindle product reviews land next to the IMDB data.
+3. Labelled Amazon and Kindle product reviews land in the landing folder
+   (DRIFTLOOP_HOME/landing/reviews/amazon/, .../kindle/).
 4. Day 2: a day of product-review traffic (rows not among the landed ones)
-   through the API, with feedback labels. `drift_check` detects the shift and
-   triggers `training_pipeline` with the landed data; the gate decides; the
-   API hot-reloads the new champion while requests keep flowing.
+   through the API, with feedback labels. `drift_check`, with no data Param,
+   detects the shift and triggers `training_pipeline` on the champion's
+   training snapshot + the feedback-labelled predictions + the landed files;
+   the gate decides; the API hot-reloads the new champion while requests keep
+   flowing.
 5. Day 3: the day-2 reviews again, now answered by whichever model is champion,
    so the terminal can show realised quality before and after.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -411,6 +415,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     origins = scenario.day2["origin"].value_counts().to_dict()
     print(f"  day 2   {len(scenario.day2)} product reviews not among the landed rows: {origins}")
 
+    from monitoring.retrain_data import landing_dir
+
+    landing = landing_dir("reviews")
+    for source in ("amazon", "kindle"):
+        for old in (landing / source).glob("demo_*"):
+            old.unlink()  # an earlier demo's delivery: the product files land on day 2
+
     _banner("1. start the stack")
     stack.up()
     client = registry()
@@ -463,19 +474,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "window_start": served["window_start"],
             "window_end": served["window_end"],
             "thresholds": thresholds,
-            "retrain_data_path": str(scenario.imdb_train),
-            "retrain_source": "imdb",
+            # No data Param: a retrain uses the champion's training snapshot, the
+            # feedback labels and the landing folder (monitoring/retrain_data.py).
             "retrain_conf": search,
         }
         if day_no == 2:
-            print(
-                f"  labelled product reviews have landed: {scenario.amazon_landed.name}, "
-                f"{scenario.kindle_landed.name}"
-            )
-            drift_conf["retrain_extra_sources"] = [
-                {"path": str(scenario.amazon_landed), "source": "amazon"},
-                {"path": str(scenario.kindle_landed), "source": "kindle"},
-            ]
+            for source, path in (
+                ("amazon", scenario.amazon_landed),
+                ("kindle", scenario.kindle_landed),
+            ):
+                target = landing / source / f"demo_{path.name}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            print(f"  labelled product reviews have landed in {landing}: amazon/, kindle/")
         run_id = f"demo_drift_day{day_no}__{stamp}"
         state, states = run_dag("drift_check", drift_conf, run_id)
         drift = xcom("drift_check", run_id, "detect_drift") or {}
@@ -515,6 +526,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"  training_pipeline run {retrain['dag_run_id']} (conf reason: "
         f"{str(retrain['conf'].get('reason'))[:90]}...)"
     )
+    retrain_data = (retrain["conf"].get("trigger") or {}).get("retrain_data") or {}
+    for part in retrain_data.get("parts") or []:
+        print(
+            f"  trains on {part['kind']:<8} {part['name']}: {part['rows']} rows, "
+            f"sha256 {part['sha256'][:12]}"
+        )
     texts = scenario.day1["text"].head(50).tolist()
     with Background(texts) as background:
         state = stack.wait_for_run("training_pipeline", retrain["dag_run_id"])
@@ -548,6 +565,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     summary["retrain"] = {
         "run_id": retrain["dag_run_id"],
+        "data": retrain_data.get("rows_by_kind"),
         "version": str(new.version),
         "promoted": promoted,
         "gate": {k: v for k, v in new.tags.items() if k.startswith("gate.")},
