@@ -192,7 +192,7 @@ def load_reviews(n_train: int, n_requests: int) -> tuple[pd.DataFrame, list[str]
         frame = pd.read_csv(path, nrows=n_train + n_requests, keep_default_na=False)
         frame = frame.rename(columns={"review": RAW_TEXT})
         frame[RAW_LABEL] = (frame["sentiment"] == "positive").astype("int64")
-        source = f"IMDB ({path})"
+        source = f"IMDB ({IMDB} in the datasets folder)"
     else:
         from synthetic.reviews import generate_reviews
 
