@@ -43,23 +43,35 @@ class ServingRuntime:
         labels: Sequence[int],
     ) -> None:
         """Queue one prediction-log row per review (never blocks)."""
-        log = self.prediction_log
-        if log is None:
-            return
-        model = scored.model
-        ts_us = scored.ts_us
-        for request_id, text, features, probability, label in zip(
-            request_ids, texts, scored.feature_rows, scored.probabilities, labels, strict=True
-        ):
-            log.record(
-                (
-                    request_id,
-                    ts_us,
-                    model.name,
-                    model.version,
-                    text,
-                    *features,
-                    float(probability),
-                    label,
-                )
+        if self.prediction_log is not None:
+            record_predictions(
+                self.prediction_log, request_ids, [(text,) for text in texts], scored, labels
             )
+
+
+def record_predictions(
+    log: PredictionLog,
+    request_ids: Sequence[str],
+    raws: Sequence[tuple[object, ...]],
+    scored: Scored,
+    labels: Sequence[int],
+) -> None:
+    """Queue one prediction-log row per item: id, time, model, raw columns, features, score, label."""
+    model = scored.model
+    ts_us = scored.ts_us
+    record = log.record
+    for request_id, raw, features, probability, label in zip(
+        request_ids, raws, scored.feature_rows, scored.probabilities, labels, strict=True
+    ):
+        record(
+            (
+                request_id,
+                ts_us,
+                model.name,
+                model.version,
+                *raw,
+                *features,
+                float(probability),
+                int(label),
+            )
+        )

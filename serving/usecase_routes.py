@@ -29,6 +29,7 @@ from serving.batching import MicroBatcher, Scored
 from serving.model import ModelHolder
 from serving.prediction_log import PredictionLog, UnknownRequestError
 from serving.query import strict_bool
+from serving.runtime import record_predictions
 from serving.schemas import ErrorDetail, ModelInfo
 from serving.shadow import ShadowScorer
 from serving.usecase import ServedUseCase
@@ -99,29 +100,12 @@ class UseCaseRuntime:
         log = self.prediction_log
         if log is None:
             return
-        model = scored.model
-        ts_us = scored.ts_us
         uc = self.use_case
         if uc.kind == "text":
             raws: list[tuple[Any, ...]] = [(item,) for item in items]
         else:
             raws = [tuple(item.get(c) for c in uc.raw_columns) for item in items]
-        record = log.record
-        for request_id, raw, features, probability, label in zip(
-            request_ids, raws, scored.feature_rows, scored.probabilities, labels, strict=True
-        ):
-            record(
-                (
-                    request_id,
-                    ts_us,
-                    model.name,
-                    model.version,
-                    *raw,
-                    *features,
-                    float(probability),
-                    int(label),
-                )
-            )
+        record_predictions(log, request_ids, raws, scored, labels)
 
 
 def _json(payload: dict[str, Any]) -> Response:
