@@ -206,12 +206,16 @@ def _summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_checkpoint(
-    sources: list[tuple[SourceSpec, pd.DataFrame]], docs_dir: Path, run_name: str | None = None
+    sources: list[tuple[SourceSpec, pd.DataFrame]],
+    docs_dir: Path,
+    run_name: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> CheckpointOutcome:
     """Validate each (spec, raw frame) against its suite; build Data Docs under docs_dir.
 
     `run_name` labels the results in Data Docs (the run folder's name, so a
-    page can be traced back to its pipeline run).
+    page can be traced back to its pipeline run). `parameters` override the
+    checkpoint's suite parameters (the run's use case sets its own limits).
     """
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -242,7 +246,7 @@ def run_checkpoint(
         )
         result = checkpoint.run(
             batch_parameters={"dataframe": frame},
-            expectation_parameters=config["suite_parameters"],
+            expectation_parameters={**config["suite_parameters"], **(parameters or {})},
             run_id=RunIdentifier(run_name=run_name) if run_name else None,
         )
         for run_result in result.run_results.values():

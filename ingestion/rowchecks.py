@@ -1,4 +1,8 @@
-"""Row-level checks: map a raw frame to (text, label) and give every bad row a reason.
+"""Row-level checks of a text use case: map a raw frame to (text, label), give every bad row a reason.
+
+The limits come from the use case's contract module (its text column, label column,
+optional `MAX_TEXT_CHARS` and `raw_schema`), so a text use case of one's own is held to
+its own contract, not to the review one.
 
 Nothing is dropped here. Each row of every source ends up in exactly one of
 two places, accepted or quarantined, and `reason` says why a row was
@@ -9,13 +13,14 @@ checks run in that order; a row keeps the first reason that applies.
 from __future__ import annotations
 
 import re
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.errors
 
-from contracts.reviews import MAX_TEXT_CHARS, RAW_LABEL, RAW_TEXT, map_label, raw_schema
+from contracts.sources import map_label
 from ingestion.errors import RawContractViolation
 from ingestion.sources import QuarantinePolicy, SourceSpec
 
@@ -35,6 +40,22 @@ ROW_REASONS = (
 )
 LATE_REASONS = ("duplicate_conflicting_label", "contract_violation")
 FRAME_COLUMNS = ["source", "source_row", "text", "raw_label", "label", "reason", "detail"]
+
+
+def _text_column(contract: ModuleType) -> str:
+    """The one raw column of a text use case."""
+    columns = tuple(contract.RAW_COLUMNS)
+    if len(columns) != 1:
+        raise ValueError(
+            f"{contract.__name__}: a text use case has exactly one raw column, got {list(columns)}"
+        )
+    return str(columns[0])
+
+
+def max_text_chars(contract: ModuleType) -> int | None:
+    """The contract's longest allowed text (`MAX_TEXT_CHARS`), or None when it sets none."""
+    value = getattr(contract, "MAX_TEXT_CHARS", None)
+    return None if value is None else int(value)
 
 
 def check_policy(policy: QuarantinePolicy) -> None:
@@ -99,7 +120,7 @@ def _undecodable_detail(text: str) -> str:
     return f"text holds {what}; the original characters are lost"
 
 
-def _detail(reason: str, text: Any, raw_label: Any, spec: SourceSpec) -> str:
+def _detail(reason: str, text: Any, raw_label: Any, spec: SourceSpec, max_chars: int | None) -> str:
     if reason == "text_empty":
         if text is None or (isinstance(text, float) and np.isnan(text)):
             return f"column {spec.text_column!r} is missing"
@@ -109,7 +130,7 @@ def _detail(reason: str, text: Any, raw_label: Any, spec: SourceSpec) -> str:
     if reason == "text_undecodable":
         return _undecodable_detail(text)
     if reason == "text_too_long":
-        return f"text has {len(text)} characters; the contract allows at most {MAX_TEXT_CHARS}"
+        return f"text has {len(text)} characters; the contract allows at most {max_chars}"
     if reason == "label_missing":
         return f"column {spec.label_column!r} is empty ({printable_text(raw_label)!r})"
     if reason == "label_unmapped":
@@ -123,8 +144,14 @@ def _detail(reason: str, text: Any, raw_label: Any, spec: SourceSpec) -> str:
     )
 
 
-def check_rows(raw: pd.DataFrame, spec: SourceSpec, policy: QuarantinePolicy) -> pd.DataFrame:
-    """One row per raw row: source, source_row, text, raw_label, label (Int64), reason, detail."""
+def check_rows(
+    raw: pd.DataFrame, spec: SourceSpec, policy: QuarantinePolicy, contract: ModuleType
+) -> pd.DataFrame:
+    """One row per raw row: source, source_row, text, raw_label, label (Int64), reason, detail.
+
+    `contract` is the use case's contract module: its `MAX_TEXT_CHARS` (if any) bounds a text.
+    """
+    max_chars = max_text_chars(contract)
     text = raw[spec.text_column]
     labels = raw[spec.label_column]
     is_str = text.map(lambda v: isinstance(v, str)).astype(bool)
@@ -133,7 +160,11 @@ def check_rows(raw: pd.DataFrame, spec: SourceSpec, policy: QuarantinePolicy) ->
         "text_empty": text.isna() | (is_str & (strings.str.strip() == "")),
         "text_not_string": text.notna() & ~is_str,
         "text_undecodable": is_str & strings.str.contains(UNDECODABLE),
-        "text_too_long": is_str & (strings.str.len() > MAX_TEXT_CHARS),
+        "text_too_long": (
+            is_str & (strings.str.len() > max_chars)
+            if max_chars is not None
+            else pd.Series(False, index=raw.index)
+        ),
     }
     classified = [classify_label(v, spec, policy) for v in labels.tolist()]
     mapped = pd.array([c[0] for c in classified], dtype="Int64")
@@ -147,7 +178,7 @@ def check_rows(raw: pd.DataFrame, spec: SourceSpec, policy: QuarantinePolicy) ->
     flagged = reason.notna()
     detail = pd.Series(None, index=raw.index, dtype=object)
     detail[flagged] = [
-        _detail(r, t, lab, spec)
+        _detail(r, t, lab, spec, max_chars)
         for r, t, lab in zip(reason[flagged], text[flagged], labels[flagged], strict=True)
     ]
     return pd.DataFrame(
@@ -190,21 +221,22 @@ def flag_conflicting_duplicates(rows: pd.DataFrame, key: str = "text") -> pd.Dat
     return rows
 
 
-def accepted_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """The accepted rows in the output layout: text str, label int64, source str, source_row int64."""
+def accepted_frame(rows: pd.DataFrame, contract: ModuleType) -> pd.DataFrame:
+    """The accepted rows in the output layout: the contract's text column (str) and label
+    column (int64), source str, source_row int64."""
     ok = rows[rows["reason"].isna()]
     return pd.DataFrame(
         {
-            RAW_TEXT: ok["text"].astype(str).to_numpy(),
-            RAW_LABEL: ok["label"].astype("int64").to_numpy(),
+            _text_column(contract): ok["text"].astype(str).to_numpy(),
+            contract.RAW_LABEL: ok["label"].astype("int64").to_numpy(),
             "source": ok["source"].astype(str).to_numpy(),
             "source_row": ok["source_row"].astype("int64").to_numpy(),
         }
     )
 
 
-def apply_contract(rows: pd.DataFrame) -> pd.DataFrame:
-    """Run contracts.reviews.raw_schema over the candidate rows; quarantine row-level failures.
+def apply_contract(rows: pd.DataFrame, contract: ModuleType) -> pd.DataFrame:
+    """Run the contract's `raw_schema` over the candidate rows; quarantine row-level failures.
 
     The checks above are meant to make this a no-op. If the contract is ever
     tightened without updating them, rows it rejects are quarantined as
@@ -215,17 +247,21 @@ def apply_contract(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.copy()
     candidates = rows[rows["reason"].isna()]
     frame = pd.DataFrame(
-        {RAW_TEXT: candidates["text"].astype(str), RAW_LABEL: candidates["label"].astype("int64")},
+        {
+            _text_column(contract): candidates["text"].astype(str),
+            contract.RAW_LABEL: candidates["label"].astype("int64"),
+        },
         index=candidates.index,
     )
+    schema_name = f"{contract.__name__}.raw_schema"
     try:
-        raw_schema.validate(frame, lazy=True)
+        contract.raw_schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         frame_level = cases[cases["index"].isna()]
         if not frame_level.empty:
             raise RawContractViolation(
-                "the accepted frame does not have the shape contracts.reviews.raw_schema "
+                f"the accepted frame does not have the shape {schema_name} "
                 f"expects: {frame_level[['column', 'check', 'failure_case']].to_dict('records')}",
                 failures=frame_level.astype(str).to_dict("records"),
             ) from errors
@@ -234,7 +270,7 @@ def apply_contract(rows: pd.DataFrame) -> pd.DataFrame:
                 f"{c}: {chk}" for c, chk in zip(group["column"], group["check"], strict=True)
             )
             rows.loc[int(index), "reason"] = "contract_violation"
-            rows.loc[int(index), "detail"] = f"fails contracts.reviews.raw_schema ({what})"
+            rows.loc[int(index), "detail"] = f"fails {schema_name} ({what})"
     return rows
 
 

@@ -61,6 +61,7 @@ from ingestion.rowchecks import (
     check_rows,
     flag_conflicting_duplicates,
     label_missing_mask,
+    max_text_chars,
     printable_text,
     quarantine_frame,
 )
@@ -228,7 +229,7 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
         read[spec.name] = len(raw)
         snapshots[spec.name] = {"snapshot": str(path), "sha256": entry.get("sha256")}
         if text:
-            checked.append(check_rows(raw, spec, policy))
+            checked.append(check_rows(raw, spec, policy, use_case.contract))
             ge_inputs.append((spec, _ge_view(raw, spec, policy)))
         else:
             checked.append(tabular.check_rows(raw, spec, policy, use_case))
@@ -239,8 +240,8 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
 
     rows = pd.concat(checked, ignore_index=True)
     if text:
-        rows = apply_contract(flag_conflicting_duplicates(rows))
-        accepted = accepted_frame(rows)
+        rows = apply_contract(flag_conflicting_duplicates(rows), use_case.contract)
+        accepted = accepted_frame(rows, use_case.contract)
         quarantined = quarantine_frame(rows)
     else:
         rows = tabular.finish(rows, use_case)
@@ -259,7 +260,13 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
         )
 
     docs_dir = run / DATA_DOCS
-    outcome = run_checkpoint(ge_inputs, docs_dir, run_name=run.name)
+    limit = max_text_chars(use_case.contract) if text else None
+    outcome = run_checkpoint(
+        ge_inputs,
+        docs_dir,
+        run_name=run.name,
+        parameters={"max_text_chars": limit} if limit is not None else None,
+    )
     logger.info("Great Expectations Data Docs: %s", outcome.data_docs_path)
     for item in outcome.failures:
         logger.warning("expectation failed: %s", item)

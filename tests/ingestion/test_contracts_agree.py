@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from contracts import reviews as reviews_contract
 from contracts.reviews import MAX_TEXT_CHARS, RAW_LABEL, RAW_TEXT, load_sources, raw_schema
 from contracts.sources import source_use_case
 from ingestion.expectations import (
@@ -100,7 +101,7 @@ def test_pandera_contract_quarantines_what_the_row_checks_let_through() -> None:
         },
         columns=FRAME_COLUMNS,
     )
-    checked = apply_contract(rows)
+    checked = apply_contract(rows, reviews_contract)
     assert checked["reason"].tolist() == [None, "contract_violation", "contract_violation"]
     assert "str_length" in checked.loc[1, "detail"]
     assert "isin" in checked.loc[2, "detail"]
