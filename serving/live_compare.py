@@ -87,13 +87,17 @@ def live_comparison(
     use_case: str = DEFAULT_USE_CASE,
     threshold: float | dict[str, float] = 0.5,
     challenger_version: str | None = None,
+    champion_version: str | None = None,
 ) -> dict[str, Any]:
     """Champion vs challenger figures on the labelled shadow-scored predictions in [start, end).
 
     `url` None reads the default prediction log; `challenger_version` keeps only rows that
-    version scored (the one a gate is deciding about).
+    version scored (the one a gate is deciding about), `champion_version` only rows that
+    version answered (the one it is compared with).
     """
     pairs = read_shadow_pairs(url, start, end, use_case=use_case)
     if challenger_version is not None:
         pairs = pairs[pairs["challenger_version"] == str(challenger_version)]
+    if champion_version is not None:
+        pairs = pairs[pairs["champion_version"] == str(champion_version)]
     return compare_pairs(pairs, threshold)

@@ -37,7 +37,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,55 @@ class SegmentRule:
         return values.astype(str).where(values.notna(), "missing")
 
 
+# What `serving.live_compare` computes for both models on labelled shadow-scored traffic.
+LIVE_METRICS = ("roc_auc", "balanced_accuracy", "f1", "log_loss", "brier")
+LIVE = "live"
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """Champion vs challenger on live labelled traffic (the prediction log's shadow pairs).
+
+    Judged only when at least `min_labelled_rows` shadow-scored requests of this pair of
+    versions, predicted in the last `window_days`, have a feedback label; otherwise the gate
+    says so and decides on the offline checks alone.
+    """
+
+    metrics: tuple[MetricRule, ...]
+    min_labelled_rows: int = 200
+    window_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise GatePolicyError("live.metrics must name at least one metric")
+        for rule in self.metrics:
+            if rule.name not in LIVE_METRICS:
+                raise GatePolicyError(
+                    f"live metric {rule.name!r} is not computed on live traffic; "
+                    f"choose from {list(LIVE_METRICS)}"
+                )
+        if self.min_labelled_rows < 1:
+            raise GatePolicyError(
+                f"live.min_labelled_rows must be >= 1, got {self.min_labelled_rows}"
+            )
+        _finite("live.window_days", self.window_days)
+        if self.window_days <= 0:
+            raise GatePolicyError(f"live.window_days must be > 0, got {self.window_days}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": {
+                m.name: {
+                    "direction": "higher" if m.higher_is_better else "lower",
+                    "tolerance": m.tolerance,
+                }
+                for m in self.metrics
+            },
+            "min_labelled_rows": self.min_labelled_rows,
+            "window_days": self.window_days,
+        }
+
+
 DEFAULT_METRICS = (
     MetricRule("roc_auc", True, 0.0),
     MetricRule("balanced_accuracy", True, 0.01),
@@ -164,6 +213,7 @@ class GatePolicy:
     min_improvement: float = 0.0
     segments: SegmentRule = field(default_factory=SegmentRule)
     threshold_objective: str = "balanced_accuracy"
+    live: LivePolicy | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -206,10 +256,11 @@ class GatePolicy:
                 "bins": list(self.segments.bins) if self.segments.bins else None,
             },
             "threshold": {"objective": self.threshold_objective},
+            "live": self.live.as_dict() if self.live is not None else None,
         }
 
 
-GATE_KEYS = ("metrics", "primary", "segments", "threshold")
+GATE_KEYS = ("metrics", "primary", "segments", "threshold", "live")
 
 
 def _known(where: str, data: Mapping[str, Any], keys: tuple[str, ...]) -> None:
@@ -221,31 +272,26 @@ def _known(where: str, data: Mapping[str, Any], keys: tuple[str, ...]) -> None:
 def policy_from_dict(data: Mapping[str, Any]) -> GatePolicy:
     """A GatePolicy from the parsed gate.yaml (see that file for the format)."""
     _known("gate", data, GATE_KEYS)
-    raw_metrics = data.get("metrics")
-    if not isinstance(raw_metrics, Mapping) or not raw_metrics:
-        raise GatePolicyError("metrics must map metric names to {direction, tolerance}")
-    rules = []
-    for name, spec in raw_metrics.items():
-        spec = spec or {}
-        _known(f"metrics.{name}", spec, ("direction", "tolerance", "segment_tolerance"))
-        direction = spec.get("direction", "lower" if name in LOWER_IS_BETTER else "higher")
-        if direction not in DIRECTIONS:
-            raise GatePolicyError(f"metrics.{name}.direction must be one of {DIRECTIONS}")
-        segment_tolerance = spec.get("segment_tolerance")
-        rules.append(
-            MetricRule(
-                str(name),
-                direction == "higher",
-                float(spec.get("tolerance", 0.0)),
-                None if segment_tolerance is None else float(segment_tolerance),
-            )
-        )
+    rules = _rules("metrics", data.get("metrics"), ("direction", "tolerance", "segment_tolerance"))
     primary = data.get("primary") or {}
     _known("primary", primary, ("metric", "min_improvement"))
     segments = data.get("segments") or {}
     _known("segments", segments, ("column", "min_rows", "bins"))
     threshold = data.get("threshold") or {}
     _known("threshold", threshold, ("objective",))
+    live = data.get("live")
+    live_policy = None
+    if live is not None:
+        if not isinstance(live, Mapping):
+            raise GatePolicyError(
+                "live must be a mapping {metrics, min_labelled_rows, window_days}"
+            )
+        _known("live", live, ("metrics", "min_labelled_rows", "window_days"))
+        live_policy = LivePolicy(
+            metrics=tuple(_rules("live.metrics", live.get("metrics"), ("direction", "tolerance"))),
+            min_labelled_rows=int(live.get("min_labelled_rows", LivePolicy.min_labelled_rows)),
+            window_days=float(live.get("window_days", LivePolicy.window_days)),
+        )
     bins = segments.get("bins")
     return GatePolicy(
         metrics=tuple(rules),
@@ -257,7 +303,31 @@ def policy_from_dict(data: Mapping[str, Any]) -> GatePolicy:
             bins=tuple(float(b) for b in bins) if bins is not None else None,
         ),
         threshold_objective=str(threshold.get("objective", GatePolicy.threshold_objective)),
+        live=live_policy,
     )
+
+
+def _rules(where: str, raw: Any, keys: tuple[str, ...]) -> list[MetricRule]:
+    """MetricRules from a {name: {direction, tolerance, ...}} mapping of gate.yaml."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise GatePolicyError(f"{where} must map metric names to {{direction, tolerance}}")
+    rules = []
+    for name, spec in raw.items():
+        spec = spec or {}
+        _known(f"{where}.{name}", spec, keys)
+        direction = spec.get("direction", "lower" if name in LOWER_IS_BETTER else "higher")
+        if direction not in DIRECTIONS:
+            raise GatePolicyError(f"{where}.{name}.direction must be one of {DIRECTIONS}")
+        segment_tolerance = spec.get("segment_tolerance")
+        rules.append(
+            MetricRule(
+                str(name),
+                direction == "higher",
+                float(spec.get("tolerance", 0.0)),
+                None if segment_tolerance is None else float(segment_tolerance),
+            )
+        )
+    return rules
 
 
 def load_gate_policy(path: str | Path = GATE_CONFIG) -> GatePolicy:
@@ -300,11 +370,16 @@ class GateDecision:
     delta: float | None
     checks: tuple[dict[str, Any], ...] = ()
     small_segments: Mapping[str, int] = field(default_factory=dict)
+    live: Mapping[str, Any] = field(default_factory=dict)
+    """What the live check found: `status` (judged | too_few_rows | not_configured |
+    no_comparison | unavailable), `labelled_rows`, `min_labelled_rows`, the versions, window
+    and why."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["checks"] = list(self.checks)
         out["small_segments"] = dict(self.small_segments)
+        out["live"] = dict(self.live)
         return out
 
     @property
@@ -357,11 +432,101 @@ def decide_promotion(
     challenger: Scores | Mapping[str, float],
     champion: Scores | Mapping[str, float] | None,
     policy: GatePolicy,
+    live: Mapping[str, Any] | None = None,
 ) -> GateDecision:
     """Pure gate: should `challenger` replace `champion` under `policy`?
 
-    Plain metric dicts are overall scores without segments.
+    Plain metric dicts are overall scores without segments. `live` is what
+    `serving.live_compare.live_comparison` returned for this challenger and champion on
+    live labelled traffic (None: not read). With `policy.live` set and at least
+    `min_labelled_rows` labelled rows, every live metric is a check of scope `live`, and one
+    that regresses beyond its tolerance holds the challenger back even when it wins offline;
+    with fewer rows the decision is the offline one and the reason says so.
     """
+    decision = _decide_offline(challenger, champion, policy)
+    if champion is None or decision.champion_value is None or decision.delta is None:
+        # No comparison was made (first model, NaN values): nothing live to compare either.
+        status = "no_comparison" if policy.live is not None else "not_configured"
+        return replace(decision, live={"status": status})
+    return _apply_live(decision, policy, live)
+
+
+def _live_value(figures: Mapping[str, Any], name: str) -> float:
+    value = figures.get(name)
+    return math.nan if value is None else float(value)
+
+
+def _apply_live(
+    decision: GateDecision, policy: GatePolicy, live: Mapping[str, Any] | None
+) -> GateDecision:
+    """The offline decision, held back too if the challenger regresses on live traffic."""
+    rules = policy.live
+    if rules is None:
+        return replace(decision, live={"status": "not_configured"})
+    if live is None or live.get("error"):
+        why = (live or {}).get("error") or "live traffic was not read"
+        info = {"status": "unavailable", "why": why, "min_labelled_rows": rules.min_labelled_rows}
+        note = f"; live check unavailable ({why}): decided on offline metrics alone"
+        return replace(decision, reason=decision.reason + note, live=info)
+    rows = int(live.get("labelled_rows") or 0)
+    info = {
+        "labelled_rows": rows,
+        "shadow_rows": int(live.get("rows") or 0),
+        "min_labelled_rows": rules.min_labelled_rows,
+        "window_days": rules.window_days,
+        **{
+            k: live[k]
+            for k in ("champion_version", "challenger_version", "start", "end")
+            if k in live
+        },
+    }
+    if rows < rules.min_labelled_rows:
+        info["status"] = "too_few_rows"
+        note = (
+            f"; live check not judged: {rows} labelled shadow-scored row(s) for this "
+            f"challenger and champion, fewer than min_labelled_rows {rules.min_labelled_rows}: "
+            "decided on offline metrics alone"
+        )
+        return replace(decision, reason=decision.reason + note, live=info)
+    info["status"] = "judged"
+    champion_figures = live.get("champion") or {}
+    challenger_figures = live.get("challenger") or {}
+    checks = [
+        _check(
+            LIVE,
+            rule,
+            _live_value(challenger_figures, rule.name),
+            _live_value(champion_figures, rule.name),
+            rule.tolerance,
+        )
+        for rule in rules.metrics
+    ]
+    failed = [c for c in checks if c["verdict"] == "regressed"]
+    all_checks = (*decision.checks, *checks)
+    live_note = f"on {rows} labelled live rows"
+    if not failed:
+        note = (
+            f"; live traffic agrees: no live metric ({', '.join(r.name for r in rules.metrics)}) "
+            f"regresses beyond its tolerance {live_note}"
+        )
+        return replace(decision, reason=decision.reason + note, checks=all_checks, live=info)
+    lines = "; ".join(f"{_line(c)} regresses beyond tolerance" for c in failed)
+    if decision.promote:
+        reason = (
+            f"held back on live traffic: wins offline, but {len(failed)} live check(s) failed "
+            f"{live_note}: {lines} (offline: {decision.reason})"
+        )
+    else:
+        reason = f"{decision.reason}; also {len(failed)} live check(s) failed {live_note}: {lines}"
+    return replace(decision, promote=False, reason=reason, checks=all_checks, live=info)
+
+
+def _decide_offline(
+    challenger: Scores | Mapping[str, float],
+    champion: Scores | Mapping[str, float] | None,
+    policy: GatePolicy,
+) -> GateDecision:
+    """The gate on the test rows: overall, per segment, the primary's minimum."""
     new_scores = _as_scores(challenger)
     metric = policy.primary_metric
     new = _metric(new_scores.overall, metric, "challenger")
@@ -542,13 +707,14 @@ def report_tag(decision: GateDecision, thresholds: Mapping[str, float | None]) -
         "promote": decision.promote,
         "thresholds": {k: _round(v) for k, v in thresholds.items()},
         "small_segments": dict(decision.small_segments),
+        "live": {k: _round(v) for k, v in decision.live.items()},
         "columns": columns,
         "checks": rows,
     }
     text = json.dumps(body, separators=(",", ":"), allow_nan=True)
     if len(text) <= MAX_REPORT_TAG_CHARS:
         return text
-    kept = [r for r in rows if r[0] == OVERALL or r[-1] != "ok"]
+    kept = [r for r in rows if r[0] in (OVERALL, LIVE) or r[-1] != "ok"]
     body["checks"], body["truncated"] = kept, len(rows) - len(kept)
     text = json.dumps(body, separators=(",", ":"), allow_nan=True)
     return text[:MAX_REPORT_TAG_CHARS]
@@ -578,6 +744,81 @@ def _log_checks(model_name: str, version: str, decision: GateDecision) -> None:
             segment,
             rows,
         )
+    live = decision.live
+    status = live.get("status")
+    if status == "judged":
+        log.info(
+            "gate %s v%s | live: %s labelled shadow-scored rows (champion v%s vs challenger v%s, "
+            "%s to %s), judged above",
+            model_name,
+            version,
+            live.get("labelled_rows"),
+            live.get("champion_version"),
+            live.get("challenger_version"),
+            live.get("start"),
+            live.get("end"),
+        )
+    elif status == "too_few_rows":
+        log.info(
+            "gate %s v%s | live: only %s labelled shadow-scored rows (champion v%s vs challenger "
+            "v%s), fewer than min_labelled_rows %s: decided on offline metrics alone",
+            model_name,
+            version,
+            live.get("labelled_rows"),
+            live.get("champion_version"),
+            live.get("challenger_version"),
+            live.get("min_labelled_rows"),
+        )
+    elif status == "unavailable":
+        log.warning(
+            "gate %s v%s | live: %s: decided on offline metrics alone",
+            model_name,
+            version,
+            live.get("why"),
+        )
+
+
+def live_evidence(
+    policy: GatePolicy,
+    use_case: str,
+    champion_version: str,
+    challenger_version: str,
+    thresholds: Mapping[str, float],
+    store_url: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """`live_comparison` of exactly this champion and challenger over the policy's window.
+
+    None when the policy has no `live` block; {"error": why} when the prediction log cannot
+    be read (the gate then decides on offline metrics and says so).
+    """
+    if policy.live is None:
+        return None
+    from serving.live_compare import live_comparison
+    from serving.prediction_store import PredictionLogError
+
+    end = now or datetime.now(UTC)
+    start = end - timedelta(days=policy.live.window_days)
+    try:
+        found = live_comparison(
+            store_url,
+            start,
+            end,
+            use_case=use_case,
+            threshold={"champion": thresholds["champion"], "challenger": thresholds["challenger"]},
+            challenger_version=challenger_version,
+            champion_version=champion_version,
+        )
+    except (PredictionLogError, OSError) as exc:
+        log.warning("gate: live comparison unavailable: %s", exc)
+        return {"error": f"prediction log unreadable: {exc}"}
+    return {
+        **found,
+        "champion_version": champion_version,
+        "challenger_version": challenger_version,
+        "start": start.isoformat(timespec="seconds"),
+        "end": end.isoformat(timespec="seconds"),
+    }
 
 
 def register_and_gate(
@@ -587,6 +828,7 @@ def register_and_gate(
     policy: GatePolicy | None = None,
     *,
     use_case: str = DEFAULT_USE_CASE,
+    store_url: str | None = None,
 ) -> dict[str, Any]:
     """Register the run's model, compare it with the champion on the same test split, apply.
 
@@ -596,6 +838,10 @@ def register_and_gate(
     overall and per segment. The decision and every number compared are
     written to the new version's tags (`gate.*`, `gate.report` as JSON), to
     the run (`gate/decision_v<N>.json`) and to the log.
+    With a `live` block in the policy, the shadow-scored predictions of this version next to
+    the champion's that carry a feedback label (prediction log `store_url`, None = the
+    default) are compared too (`live_evidence`); too few such rows leaves the decision to the
+    offline checks, and `gate.live` says which happened.
     `model_name` None means the use case's registered model name; the policy
     defaults to the use case's gate.yaml.
     Returns {"version", "promoted", "decision", "champion_version"}.
@@ -665,7 +911,15 @@ def register_and_gate(
             assert champion_version is not None
             champion_scores = _score_version(model_name, champion_version, test, use_case, policy)
             champion_threshold = champion_scores.threshold
-            decision = decide_promotion(challenger_scores, champion_scores, policy)
+            live = live_evidence(
+                policy,
+                use_case,
+                champion_version,
+                version,
+                {"champion": champion_threshold, "challenger": challenger_threshold},
+                store_url,
+            )
+            decision = decide_promotion(challenger_scores, champion_scores, policy, live)
     if segment_note:
         decision = replace(decision, reason=decision.reason + segment_note)
 
@@ -693,6 +947,8 @@ def register_and_gate(
             "gate.compared_with_version": champion_version or "",
             "gate.policy": json.dumps(policy.as_dict(), sort_keys=True),
             "gate.report": report_tag(decision, thresholds),
+            "gate.live": str(decision.live.get("status", "not_configured")),
+            "gate.live_labelled_rows": str(decision.live.get("labelled_rows", "")),
         },
     )
     if decision.promote:

@@ -19,7 +19,8 @@ MLflow model version out:
    parent run) → **select_best** → **refit** (winner on train + valid).
 5. **evaluate** (held-out test split) → **register** (reference profile, alias
    `challenger`, promoted to `champion` by the quality gate of `gate.yaml`: no
-   gated metric may regress overall or on any segment, and the primary must improve).
+   gated metric may regress overall or on any segment, and the primary must improve;
+   with enough labelled shadow-scored live traffic of the pair, none may regress there either).
 
 Trigger it from the UI (**Trigger**: the form's defaults train on synthetic
 reviews; pick another **Use case** for its synthetic rows), from the daily `drift_check` DAG (the `reason` and `trigger` Params

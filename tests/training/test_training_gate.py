@@ -23,6 +23,7 @@ from training.promote import (
     GATE_CONFIG,
     GatePolicy,
     GatePolicyError,
+    LivePolicy,
     MetricRule,
     Scores,
     SegmentRule,
@@ -302,3 +303,104 @@ def test_a_better_challenger_never_loses_where_a_worse_one_won(
     delta = challenger - champion
     expected = delta >= max(0.0, policy.min_improvement) - 1e-12 and bacc >= 0.84 - 1e-12
     assert base.promote == expected
+
+
+# ---- live labelled traffic ---------------------------------------------------------------
+
+LIVE_POLICY = GatePolicy(
+    metrics=POLICY.metrics,
+    segments=POLICY.segments,
+    live=LivePolicy(
+        metrics=(
+            MetricRule("roc_auc", True, 0.01),
+            MetricRule("balanced_accuracy", True, 0.02),
+            MetricRule("log_loss", False, 0.03),
+        ),
+        min_labelled_rows=200,
+    ),
+)
+
+
+def live(rows: int, champion: dict[str, float], challenger: dict[str, float]) -> dict:
+    """What serving.live_compare.live_comparison returns, for `rows` labelled shadow rows."""
+    return {
+        "rows": rows + 10,
+        "labelled_rows": rows,
+        "champion_version": "1",
+        "challenger_version": "2",
+        "champion": champion,
+        "challenger": challenger,
+    }
+
+
+def test_wins_offline_but_loses_on_live_traffic_is_held_back() -> None:
+    evidence = live(400, m(0.90, bacc=0.82), m(0.86, bacc=0.80))
+    decision = decide_promotion(m(0.95), m(0.90), LIVE_POLICY, evidence)
+    assert not decision.promote
+    assert failed(decision) == {("live", "roc_auc")}
+    assert decision.reason.startswith("held back on live traffic")
+    assert "roc_auc on live 0.860000 vs champion 0.900000" in decision.reason
+    assert decision.live["status"] == "judged" and decision.live["labelled_rows"] == 400
+    # The offline verdicts are still recorded next to the live ones.
+    assert [c["verdict"] for c in decision.checks if c["scope"] == "overall"] == ["ok"] * 3
+
+
+def test_wins_offline_and_on_live_traffic_is_promoted() -> None:
+    evidence = live(400, m(0.90, bacc=0.80, loss=0.35), m(0.905, bacc=0.81, loss=0.34))
+    decision = decide_promotion(m(0.95), m(0.90), LIVE_POLICY, evidence)
+    assert decision.promote
+    assert "live traffic agrees" in decision.reason
+    live_checks = [c for c in decision.checks if c["scope"] == "live"]
+    assert [c["metric"] for c in live_checks] == ["roc_auc", "balanced_accuracy", "log_loss"]
+    assert all(c["verdict"] == "ok" for c in live_checks)
+
+
+def test_too_few_labelled_live_rows_decides_on_offline_metrics_alone() -> None:
+    # The same live figures as the held-back case, on 199 rows: not judged.
+    evidence = live(199, m(0.90), m(0.70))
+    decision = decide_promotion(m(0.95), m(0.90), LIVE_POLICY, evidence)
+    assert decision.promote
+    assert decision.live["status"] == "too_few_rows"
+    assert "199 labelled shadow-scored row(s)" in decision.reason
+    assert "decided on offline metrics alone" in decision.reason
+    assert not [c for c in decision.checks if c["scope"] == "live"]
+    # ... and an offline loser stays held back whatever the live rows say.
+    held = decide_promotion(m(0.85), m(0.90), LIVE_POLICY, live(10, m(0.7), m(0.9)))
+    assert not held.promote and held.live["status"] == "too_few_rows"
+
+
+def test_live_within_tolerance_promotes_and_undefined_live_metric_is_not_judged() -> None:
+    # ROC-AUC 0.009 worse live (tolerance 0.01); balanced accuracy undefined (one class).
+    evidence = live(
+        300,
+        {"roc_auc": 0.90, "balanced_accuracy": None, "log_loss": 0.3},
+        {"roc_auc": 0.891, "balanced_accuracy": None, "log_loss": 0.3},
+    )
+    decision = decide_promotion(m(0.95), m(0.90), LIVE_POLICY, evidence)
+    assert decision.promote
+    verdicts = {c["metric"]: c["verdict"] for c in decision.checks if c["scope"] == "live"}
+    assert verdicts == {"roc_auc": "ok", "balanced_accuracy": "undefined", "log_loss": "ok"}
+
+
+def test_an_unreadable_log_or_no_live_block_decides_offline_and_says_why() -> None:
+    decision = decide_promotion(m(0.95), m(0.90), LIVE_POLICY, {"error": "prediction log gone"})
+    assert decision.promote and decision.live["status"] == "unavailable"
+    assert "prediction log gone" in decision.reason
+    assert decide_promotion(m(0.95), m(0.90), POLICY, None).live == {"status": "not_configured"}
+    assert decide_promotion(m(0.95), None, LIVE_POLICY).live == {"status": "no_comparison"}
+
+
+def test_live_block_parses_and_is_validated() -> None:
+    policy = load_gate_policy(GATE_CONFIG)
+    assert policy.live is not None and policy.live.min_labelled_rows >= 1
+    assert {r.name for r in policy.live.metrics} >= {"roc_auc", "balanced_accuracy"}
+    assert policy.as_dict()["live"]["min_labelled_rows"] == policy.live.min_labelled_rows
+    base = yaml.safe_load(GATE_CONFIG.read_text())
+    for bad, message in (
+        ({"metrics": {"ece": {}}}, "not computed on live traffic"),
+        ({"metrics": {"roc_auc": {}}, "min_labelled_rows": 0}, "min_labelled_rows must be >= 1"),
+        ({"metrics": {"roc_auc": {}}, "window": 3}, "unknown live keys"),
+        ({"metrics": {}}, "live.metrics must map"),
+    ):
+        with pytest.raises(GatePolicyError, match=message):
+            policy_from_dict({**base, "live": bad})
