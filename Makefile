@@ -77,8 +77,12 @@ down: ## stop everything `make demo` / `make up` started
 status: ## show which services run and are healthy
 	@$(STACK) status
 
-.PHONY: bench bench-quality bench-drift bench-drift-calibrate bench-serving bench-features
-bench: bench-serving bench-features bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json)
+.PHONY: bench bench-quality bench-drift bench-drift-calibrate bench-serving bench-features bench-readme
+bench: bench-serving bench-features bench-drift bench-quality ## run every benchmark (prints figures, writes bench/results/*.json and the README table)
+	$(PY) -m bench.readme_table --write
+
+bench-readme: setup ## rewrite README.md's benchmark table from bench/results/*.json
+	$(PY) -m bench.readme_table --write
 
 bench-quality: setup ## model search quality: IMDB vs the published table; USE_CASE=credit: UCI credit default
 	$(if $(filter credit,$(USE_CASE)),$(PY) -m bench.quality_credit,$(PY) -m bench.quality_bench)
