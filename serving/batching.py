@@ -9,8 +9,20 @@ CPU, so a thread hop would only add latency. When to score:
   concurrency 1 nothing waits;
 - under concurrent load (the previous batch held several groups) the batcher
   waits up to `max_wait` for more requests to arrive, but no longer than
-  until as many requests as last time (or `max_size` reviews) are queued, so
-  a steady load never waits for requests that are not coming;
+  until its target number of requests (or `max_size` reviews) is queued, so
+  a steady load never waits for requests that are not coming. The target is
+  the number of groups in the previous batch plus the clients answered in the
+  batch before it that have not come back yet but are known to come back;
+- closed-loop clients (each sends its next request when answered) otherwise
+  settle into alternating cohorts: while one batch is scored on the event
+  loop, the other clients' requests wait in the socket buffers and form the
+  next batch, which is exactly "as many as last time", so each batch holds
+  about half of the clients. Callers therefore name their client (the
+  connection's address): a client answered in the previous batch, absent
+  from the one being taken and seen in a batch before, is expected back, so
+  the target covers both cohorts and the next batch waits up to `max_wait`
+  for the answered cohort instead of leaving without it. A lone client (or callers that name none) keeps the old rule,
+  so at concurrency 1 nothing waits;
 - while a batch is being scored, new requests queue up behind it, so batch
   size grows with load on its own.
 
@@ -27,7 +39,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +68,12 @@ class Scored:
 class _Group:
     texts: Sequence[Any]  # items: texts, or request rows of a tabular use case
     future: asyncio.Future[Scored]
+    client: Hashable | None = None
+
+
+# Batches whose clients are remembered: the previous one (answered, its clients expected
+# back) and the two before it (to know that those clients do come back).
+_CLIENT_HISTORY = 3
 
 
 class MicroBatcher:
@@ -78,25 +96,37 @@ class MicroBatcher:
         self._pending_rows = 0
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._immediate = False
-        self._last_groups = 1
+        self._target = 1
+        self._recent_clients: collections.deque[frozenset[Hashable]] = collections.deque(
+            maxlen=_CLIENT_HISTORY
+        )
 
     @property
     def pending(self) -> int:
         """Reviews waiting to be scored."""
         return self._pending_rows
 
-    async def score(self, texts: Sequence[Any]) -> Scored:
-        """Score `texts` (one request's items: texts or rows) in the next batch."""
+    @property
+    def target(self) -> int:
+        """Groups the next batch waits for (at most `max_wait`) under load; 1 = no waiting."""
+        return self._target
+
+    async def score(self, texts: Sequence[Any], client: Hashable | None = None) -> Scored:
+        """Score `texts` (one request's items: texts or rows) in the next batch.
+
+        `client` names the caller (e.g. the connection's (host, port)) so the batcher
+        can tell that a client answered earlier will come back; None = unknown.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scored] = loop.create_future()
-        self._pending.append(_Group(texts, future))
+        self._pending.append(_Group(texts, future, client))
         self._pending_rows += len(texts)
         if self._pending_rows >= self.max_size or (
-            self._last_groups > 1 and len(self._pending) >= self._last_groups
+            self._target > 1 and len(self._pending) >= self._target
         ):
             self._schedule(loop, immediate=True)
         elif self._handle is None:
-            loaded = self._last_groups > 1 and self.max_wait_seconds > 0
+            loaded = self._target > 1 and self.max_wait_seconds > 0
             self._schedule(loop, immediate=not loaded)
         return await future
 
@@ -130,8 +160,21 @@ class MicroBatcher:
             self._schedule(asyncio.get_running_loop(), immediate=True)
         if not groups:
             return
-        self._last_groups = len(groups)
+        self._target = self._next_target(groups)
         self.score_now(groups)
+
+    def _next_target(self, groups: list[_Group]) -> int:
+        """This batch's groups plus the previous batch's clients that will come back."""
+        clients = frozenset(g.client for g in groups if g.client is not None)
+        target = len(groups)
+        if self._recent_clients:
+            previous = self._recent_clients[-1]
+            earlier = frozenset().union(*list(self._recent_clients)[:-1])
+            # Answered one batch ago, not in this one, and seen before that: a closed-loop
+            # client of the other cohort, on its way back.
+            target += len((previous - clients) & earlier)
+        self._recent_clients.append(clients)
+        return max(1, min(target, self.max_size))
 
     def score_now(self, groups: list[_Group]) -> None:
         """Score these groups in one call and resolve their futures."""

@@ -203,7 +203,7 @@ async def predict(request: Request) -> Response:
     await _rate_limit(runtime, request, "/predict", 1)
     runtime.holder.require()
     request_id: str = request.state.request_id
-    scored = await runtime.batcher.score((text,))
+    scored = await runtime.batcher.score((text,), client=request.scope.get("client"))
     probability = float(scored.probabilities[0])
     label = int(probability >= scored.model.threshold(settings.decision_threshold))
     runtime.log_predictions((request_id,), (text,), scored, (label,))
@@ -252,7 +252,7 @@ async def predict_batch(
     await _rate_limit(runtime, request, "/predict/batch", len(texts))
     runtime.holder.require()
     request_id: str = request.state.request_id
-    scored = await runtime.batcher.score(texts)
+    scored = await runtime.batcher.score(texts, client=request.scope.get("client"))
     threshold = scored.model.threshold(settings.decision_threshold)
     probabilities = [float(p) for p in scored.probabilities]
     labels = [int(p >= threshold) for p in probabilities]

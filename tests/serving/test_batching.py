@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import selectors
 from datetime import UTC, datetime
 from typing import Any
 
@@ -228,3 +229,124 @@ def test_batch_endpoint_limits(champion_name: str, settings_for: Any) -> None:
 def test_return_features_matches_the_logged_feature_columns(served: TestClient) -> None:
     response = served.post("/predict?return_features=true", json={"text": "Not BAD at all!!"})
     assert list(response.json()["features"]) == list(FEATURE_COLUMNS)
+
+
+# ---- closed-loop clients on a virtual clock ------------------------------------------------
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    """Never sleeps: a wait for the next timer moves the loop's virtual clock instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout:
+            self.now += timeout
+        return super().select(0)
+
+
+class _VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is the selector's virtual clock: runs are exactly repeatable."""
+
+    def __init__(self) -> None:
+        self.clock = _VirtualSelector()
+        super().__init__(self.clock)
+
+    def time(self) -> float:
+        return self.clock.now
+
+
+SCORE_FIXED_S = 0.002  # virtual cost of one model call ...
+SCORE_PER_ROW_S = 0.0004  # ... and of each review in it
+ROUND_TRIP_S = 0.0003  # answer -> client -> next request, per client
+
+
+def _closed_loop_batches(
+    holder: ModelHolder, clients: int, *, seconds: float = 0.5, named: bool = True
+) -> list[int]:
+    """Batch sizes when `clients` closed-loop clients hammer one batcher for `seconds`.
+
+    Each client sends its next review one round trip after its answer. Half the clients
+    connect at once, the other half while the first batch is being scored (as a load
+    generator's connections come up); a request sent while a batch is scored on the event
+    loop is only seen after it, as a request waiting in a socket buffer would be.
+    """
+    loop = _VirtualClockLoop()
+    sizes: list[int] = []
+
+    def scored(n: int, _seconds: float, _p: np.ndarray) -> None:
+        sizes.append(n)
+        loop.clock.now += SCORE_FIXED_S + SCORE_PER_ROW_S * n  # the event loop is busy
+
+    batcher = MicroBatcher(holder, max_size=64, max_wait_seconds=0.002, on_batch=scored)
+
+    async def client(index: int) -> None:
+        await asyncio.sleep(0 if index < (clients + 1) // 2 else SCORE_FIXED_S / 2)
+        key = ("10.0.0.1", 40000 + index) if named else None
+        sent = 0
+        while loop.time() < seconds:
+            await batcher.score((TEXTS[(index + sent) % len(TEXTS)],), client=key)
+            sent += 1
+            await asyncio.sleep(ROUND_TRIP_S)
+
+    async def run() -> None:
+        await asyncio.gather(*(client(i) for i in range(clients)))
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return sizes
+
+
+def _steady_mean(sizes: list[int]) -> float:
+    steady = sizes[len(sizes) // 4 :]  # past the ramp-up
+    return sum(steady) / len(steady)
+
+
+def test_closed_loop_clients_are_scored_in_one_cohort_not_two(holder: ModelHolder) -> None:
+    merged = _closed_loop_batches(holder, 32)
+    anonymous = _closed_loop_batches(holder, 32, named=False)
+
+    assert _steady_mean(merged) >= 30, merged
+    # Without client names the batcher cannot tell the cohorts apart: half the clients a call.
+    assert _steady_mean(anonymous) <= 18, anonymous
+    assert sum(merged) > sum(anonymous)  # fewer fixed costs paid: more reviews in the same time
+
+
+def test_sixteen_clients_merge_into_batches_of_sixteen(holder: ModelHolder) -> None:
+    sizes = _closed_loop_batches(holder, 16)
+
+    assert 15 <= _steady_mean(sizes) <= 16, sizes
+
+
+def test_a_lone_client_never_waits(holder: ModelHolder) -> None:
+    sizes = _closed_loop_batches(holder, 1)
+    per_request = SCORE_FIXED_S + SCORE_PER_ROW_S + ROUND_TRIP_S
+
+    assert set(sizes) == {1}
+    # No timer ever fires: every request is scored at the next turn of the loop.
+    assert len(sizes) == pytest.approx(0.5 / per_request, abs=1)
+
+
+def test_the_target_falls_back_when_clients_leave(holder: ModelHolder) -> None:
+    batcher = MicroBatcher(holder, max_size=64, max_wait_seconds=0.002)
+    a = [("h", i) for i in range(4)]
+    b = [("h", i) for i in range(4, 8)]
+
+    async def batch(clients: list[Any]) -> None:
+        await asyncio.gather(*(batcher.score(("ok",), client=c) for c in clients))
+
+    async def run() -> list[int]:
+        targets = []
+        for clients in (a, b, a, b, a + b, a + b, a, a):
+            await batch(clients)
+            targets.append(batcher.target)
+        return targets
+
+    # Two cohorts: known to come back from the fourth batch on, so the target covers both.
+    # Merged, the target stays at all eight; b's clients then leave, and after one batch
+    # that waited for them in vain the target is a's four again.
+    assert asyncio.run(run()) == [4, 4, 4, 8, 8, 8, 8, 4]
