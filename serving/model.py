@@ -111,7 +111,7 @@ class LoadedModel:
 
     @property
     def scoring_path(self) -> str:
-        """Which scorer answers: "fast", "pipeline" or "pipeline-row-by-row"."""
+        """Which scorer answers: "direct", "fast", "pipeline" or "pipeline-row-by-row"."""
         return self.scorer.name
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:

@@ -52,8 +52,9 @@ class ModelInfo(BaseModel):
     scoring_path: str = Field(
         ...,
         description=(
-            "fast: ColumnTransformer branches driven directly; pipeline: the model's own "
-            "predict_proba (used when the fast path does not reproduce it exactly)."
+            "direct: the fitted TF-IDF/scaling/logistic arithmetic run without scikit-learn's "
+            "per-call checks; fast: ColumnTransformer branches driven directly; pipeline: the "
+            "model's own predict_proba (used when neither reproduces it exactly)."
         ),
     )
     loads: int = Field(..., description="Models loaded by this process since it started.")

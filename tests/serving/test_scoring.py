@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import cProfile
+import pstats
 from typing import Any
 
 import numpy as np
@@ -10,15 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from contracts.reviews import RAW_LABEL, RAW_TEXT
-from features.reviews import TEXT_CLEAN, build_features, featurize_texts
+from features.reviews import NUMERIC_FEATURES, TEXT_CLEAN, build_features, featurize_texts
 from serving.scoring import (
     CHECK_TEXTS,
+    DirectLinearScorer,
     FastPipelineScorer,
     PipelineScorer,
     RowByRowScorer,
@@ -74,12 +78,12 @@ def test_fast_path_equals_pipeline_on_arbitrary_text(baseline: Pipeline, texts: 
 def test_compile_picks_the_fast_path_for_training_shaped_models(
     baseline: Pipeline, tiny_pipeline: Pipeline
 ) -> None:
-    assert compile_scorer(baseline, 1).name == "fast"
-    assert compile_scorer(tiny_pipeline, 1).name == "fast"
+    assert compile_scorer(baseline, 1).name == "direct"
+    assert compile_scorer(tiny_pipeline, 1).name == "direct"
     text_only = build_baseline({"min_df": 1, "use_numeric": False}).fit(
         build_features(TRAIN), TRAIN[RAW_LABEL]
     )
-    assert compile_scorer(text_only, 1).name == "fast"
+    assert compile_scorer(text_only, 1).name == "direct"
 
 
 def test_positive_index_follows_the_classes(baseline: Pipeline) -> None:
@@ -151,3 +155,122 @@ def test_every_model_family_the_tuner_can_pick_gets_an_exact_scorer() -> None:
         )
         assert np.array_equal(got, expected), family
         print(f"{family}: scoring path {scorer.name}")
+
+
+# ---- the direct path: the fitted arithmetic without scikit-learn's per-call checks -------
+
+# Reviews that clean to nothing, unseen words only, unicode of every kind, very long ones.
+EDGE_TEXTS = [
+    "",
+    "<br /><br />",
+    "&amp; &lt; &gt;",
+    "!!! ??? ...",
+    "\u200b\u2028\x00",
+    "zzyzx qwxv plonk",
+    "\u0645\u0645\u062a\u0627\u0632 \u0440\u0443\u0441\u0441\u043a\u0438\u0439 \u4e2d\u6587 \U0001f600",
+    "good " * 5000,
+    "x" * 20000,
+    "Great film, but the ending... NOT good at all <br /> sooo disappointing?!",
+]
+
+
+def _variants() -> list[Pipeline]:
+    """Training-shaped models that take the direct path, with its options switched."""
+    features, labels = build_features(TRAIN), TRAIN[RAW_LABEL]
+    return [
+        build_baseline({"min_df": 1}).fit(features, labels),
+        build_baseline({"min_df": 1, "sublinear_tf": True, "ngram_max": 1}).fit(features, labels),
+        build_baseline({"min_df": 1, "use_numeric": False}).fit(features, labels),
+    ]
+
+
+@pytest.fixture(scope="module")
+def variants() -> list[Pipeline]:
+    return _variants()
+
+
+def test_direct_path_equals_pipeline_alone_for_every_batch_size(
+    variants: list[Pipeline], tiny_pipeline: Pipeline
+) -> None:
+    texts = [*TEXTS, *EDGE_TEXTS]
+    for pipeline in [*variants, tiny_pipeline]:
+        for positive in (1, 0):
+            expected = reference_probabilities(pipeline, positive, texts)
+            direct = DirectLinearScorer(pipeline, positive)
+            for chunk in (1, 7, 64):
+                got = np.concatenate(
+                    [
+                        direct.score(featurize_texts(texts[i : i + chunk]))
+                        for i in range(0, len(texts), chunk)
+                    ]
+                )
+                assert np.array_equal(got, expected), (chunk, np.max(np.abs(got - expected)))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.text(max_size=300),
+            st.text(alphabet=st.characters(codec="utf-8"), max_size=300),
+            st.lists(st.sampled_from(["good", "bad", "not", "film", "!!", "<br />", "sooo"])).map(
+                " ".join
+            ),
+            st.sampled_from(EDGE_TEXTS),
+        ),
+        min_size=1,
+        max_size=16,
+    )
+)
+def test_direct_path_equals_pipeline_on_arbitrary_text(
+    variants: list[Pipeline], texts: list[str]
+) -> None:
+    for pipeline in variants:
+        expected = reference_probabilities(pipeline, 1, texts)
+        got = DirectLinearScorer(pipeline, 1).score(featurize_texts(texts))
+        assert np.array_equal(got, expected), np.max(np.abs(got - expected))
+
+
+def test_direct_path_skips_scikit_learn_input_validation(baseline: Pipeline) -> None:
+    columns = featurize_texts(TEXTS[:8])
+
+    def calls(scorer: Any) -> dict[str, int]:
+        profile = cProfile.Profile()
+        profile.runcall(scorer.score, columns)
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        counts: dict[str, int] = {}
+        for (_file, _line, function), (_cc, ncalls, *_rest) in stats.items():
+            counts[function] = counts.get(function, 0) + ncalls
+        return counts
+
+    fast = calls(FastPipelineScorer(baseline, 1))
+    direct = calls(DirectLinearScorer(baseline, 1))
+
+    assert fast.get("check_array", 0) >= 4  # the stacking, each step, the classifier
+    assert direct.get("check_array", 0) == 0
+    assert direct.get("validate_data", 0) == 0
+    assert sum(direct.values()) * 2 < sum(fast.values())
+
+
+def test_models_the_direct_path_does_not_mirror_are_refused() -> None:
+    features, labels = build_features(TRAIN), TRAIN[RAW_LABEL]
+    numeric_first = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        ("numeric", StandardScaler(), list(NUMERIC_FEATURES)),
+                        ("text", TfidfVectorizer(lowercase=False), TEXT_CLEAN),
+                    ]
+                ),
+            ),
+            ("classifier", LogisticRegression(max_iter=300)),
+        ]
+    ).fit(features, labels)
+
+    with pytest.raises(UnsupportedPipelineError, match="first branch"):
+        DirectLinearScorer(numeric_first, 1)
+    assert compile_scorer(numeric_first, 1).name == "fast"
