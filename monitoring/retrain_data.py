@@ -7,9 +7,11 @@ Three parts, each a file the training pipeline ingests like any other source:
   the champion version's `airflow_run_id` tag);
 - **feedback**: prediction-log rows joined with their `/feedback` labels that
   the snapshot does not hold yet (a label that arrives late, for a prediction
-  made long ago, is new as soon as it lands), written as one CSV with the
-  canonical `text`/`label` columns plus `request_id`, so the next retrain
-  knows which requests it already has;
+  made long ago, is new as soon as it lands), written as one CSV in the layout
+  of the use case's default source (reviews: `text`/`label`; credit: every raw
+  column of its contract under the UCI names, as the API logged them, and the
+  UCI label column), plus `request_id`, so the next retrain knows which
+  requests it already has;
 - **landing**: every readable file in the landing folder
   (`DRIFTLOOP_HOME/landing/<use case>/`, or `DRIFTLOOP_LANDING_DIR/<use case>/`)
   whose bytes are not already in the snapshot, mapped through
@@ -24,9 +26,8 @@ training run can log exactly which rows came from where. With no new
 feedback and no new landed file there is nothing to retrain on: the caller
 reports the drift and starts no retrain.
 
-Only text use cases are handled: the prediction log keeps a review's text,
-which is its raw row; a tabular log row holds features, not the raw columns
-training ingests.
+Text and tabular use cases alike: the prediction log keeps each request's raw
+columns next to its features, so a labelled prediction is a raw training row.
 """
 
 from __future__ import annotations
@@ -233,24 +234,60 @@ def _feedback_part(
     )
     if new.empty:
         return None
-    rows = pd.DataFrame(
-        {
-            "request_id": new["request_id"].astype(str),
-            "ts": new["ts"].map(lambda t: t.isoformat()),
-            "model_version": new["model_version"].astype(str),
-            "text": new["text"].astype(str),
-            "label": new["feedback_label"].astype("int64"),
-        }
-    )
+    rows = feedback_rows(new, use_case)
     name = _unique(f"{FEEDBACK_PART}-{now:%Y%m%dT%H%M%S}", taken)
     path = out_dir / f"{name}.csv"
     rows.to_csv(path, index=False)
     sha, size = file_sha256(path)
-    entry = {"path": str(path), "name": name, "source": "synthetic"}
+    entry = feedback_entry(use_case, path, name)
     return Part(name, "feedback", str(path), len(rows), sha, size, entry)
 
 
-def _landing_parts(folder: Path, snapshot_hashes: set[str], taken: set[str]) -> list[Part]:
+def feedback_rows(labelled: pd.DataFrame, use_case: str) -> pd.DataFrame:
+    """Labelled prediction-log rows as raw rows of the use case's default source layout.
+
+    Columns: request_id, ts, model_version, then each raw column under the name the default
+    source of contracts/sources.yaml gives it (reviews: `text`; credit: the UCI names) and the
+    label as that source writes it, so training reads the file as that source, checks and all.
+    """
+    from ingestion.sources import SourceSpec
+    from pipelines.params import default_source
+    from serving.prediction_store import log_schema
+
+    schema = log_schema(use_case)
+    spec = SourceSpec.from_entry({"source": default_source(use_case)})
+    label_value: dict[int, str] = {}
+    for written, value in spec.label_map.items():
+        label_value.setdefault(value, written)
+    missing = {0, 1} - set(label_value)
+    if missing:
+        raise ValueError(
+            f"source {spec.name!r} (default of use case {use_case!r}) has no label for {missing}"
+        )
+    rows = {
+        "request_id": labelled["request_id"].astype(str),
+        "ts": labelled["ts"].map(lambda t: t.isoformat()),
+        "model_version": labelled["model_version"].astype(str),
+    }
+    for column in schema.raw_columns:
+        values = labelled[column]
+        rows[spec.columns[column]] = (
+            values.astype(str) if schema.raw_dtypes[column] == "object" else values
+        )
+    rows[spec.label_column] = labelled["feedback_label"].astype("int64").map(label_value)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def feedback_entry(use_case: str, path: Path, name: str) -> dict[str, Any]:
+    """The source entry training ingests a `feedback_rows` file with."""
+    from pipelines.params import default_source
+
+    return {"path": str(path), "name": name, "source": default_source(use_case)}
+
+
+def _landing_parts(
+    folder: Path, snapshot_hashes: set[str], taken: set[str], use_case: str
+) -> list[Part]:
     from ingestion.errors import BadSourceFile, SourceConfigError
     from ingestion.ingest import file_sha256
     from pipelines.params import infer_source, source_names
@@ -258,7 +295,7 @@ def _landing_parts(folder: Path, snapshot_hashes: set[str], taken: set[str]) -> 
     if not folder.is_dir():
         log.info("landing folder %s does not exist: no landed files", folder)
         return []
-    known = set(source_names())
+    known = set(source_names(use_case))
     files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
     parts = []
     for path in sorted(files):
@@ -268,7 +305,7 @@ def _landing_parts(folder: Path, snapshot_hashes: set[str], taken: set[str]) -> 
             continue
         # landing/<use case>/<source>/any-name.csv names its source by the folder.
         folder_source = path.parent.name if path.parent != folder else None
-        source = folder_source if folder_source in known else infer_source(path)
+        source = folder_source if folder_source in known else infer_source(path, use_case)
         entry: dict[str, Any] = {"path": str(path), "source": source}
         try:
             rows = _count_rows(path, entry)
@@ -301,11 +338,7 @@ def build_retrain_data(
     """
     from core.usecases import get_use_case
 
-    if get_use_case(use_case).kind != "text":
-        raise ValueError(
-            f"use case {use_case!r} is tabular: its prediction log holds features, not the raw "
-            "rows training ingests; set the retrain_data_path Param instead"
-        )
+    get_use_case(use_case)  # an unknown use case fails here, naming the registered ones
     now = now or datetime.now(UTC)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +356,7 @@ def build_retrain_data(
         feedback_lookback_days,
         store_url,
     )
-    landed = _landing_parts(folder, {p.sha256 for p in snapshot_parts}, taken)
+    landed = _landing_parts(folder, {p.sha256 for p in snapshot_parts}, taken, use_case)
     parts = [*snapshot_parts, *([feedback] if feedback else []), *landed]
     by_kind = {
         kind: sum(p.rows for p in parts if p.kind == kind)

@@ -470,15 +470,13 @@ def decide(
     return conf
 
 
-def _build_retrain_data(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
-    """The default retraining data, or None when the use case has none (tabular)."""
+def _build_retrain_data(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The default retraining data: snapshot + labelled predictions + landing folder."""
     from core.usecases import DEFAULT_USE_CASE, get_use_case
     from monitoring.retrain_data import build_retrain_data
 
     use_case = str(params.get("use_case") or DEFAULT_USE_CASE)
-    model_name = str(params.get("model_name") or "review-sentiment")
-    if get_use_case(use_case).kind != "text":
-        return None
+    model_name = str(params.get("model_name") or get_use_case(use_case).model_name)
     log.info(
         "no retraining data Param: building it from %s's training snapshot, the prediction "
         "log's feedback labels and the landing folder of use case %s",
@@ -525,14 +523,6 @@ def _decide_retrain(
     if not params.get("retrain_data_path") and not params.get("retrain_extra_sources"):
         # No data Param: the champion's training snapshot + new labelled production rows.
         retrain_data = _build_retrain_data(params, run_id)
-        if retrain_data is None:
-            log.warning(
-                "%s — but no retraining data is configured, and a tabular use case's "
-                "prediction log holds features, not the raw rows training ingests: set the "
-                "retrain_data_path (and retrain_extra_sources) Params; nothing is retrained",
-                reason,
-            )
-            return None
         if not retrain_data["new_rows"]:
             log.warning(
                 "%s — but nothing new is labelled since the champion's training snapshot "

@@ -75,9 +75,13 @@ def test_warning_tag_names_each_check_with_its_numbers() -> None:
     assert tag == "prediction_drift=0.6234 (threshold 0.3); text_domain=None (threshold 0.7)"
 
 
-def test_tabular_drift_without_data_params_says_what_to_set(
+def test_tabular_drift_without_data_params_builds_its_retraining_data_too(
     driftloop_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    params = {"use_case": "credit", "model_name": "credit-default"}
+    # Like reviews: snapshot + labelled predictions + landing folder (end to end in
+    # tests/serving/test_usecase_log.py); with none of them there is nothing to retrain on.
+    caplog.set_level(logging.INFO)
+    params = {"use_case": "credit", "model_name": "no-such-credit-model"}
     assert decide(DRIFT, QUIET, params, "r") is None
-    assert "set the retrain_data_path" in caplog.text
+    assert "nothing new is labelled" in caplog.text
+    assert "landing/credit" in caplog.text

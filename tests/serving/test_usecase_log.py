@@ -347,3 +347,103 @@ def test_a_full_shadow_queue_skips_rows_instead_of_growing(
     assert _sample(metrics, "driftloop_shadow_skipped_rows_total", skipped) == 7
     assert _sample(metrics, "driftloop_shadow_scored_rows_total", 'use_case="credit"') == 3
     assert _sample(metrics, "driftloop_shadow_scoring_seconds_total", 'use_case="credit"') > 0
+
+
+def test_credit_retrains_from_the_snapshot_api_feedback_and_landing_folder(
+    credit_api: tuple[TestClient, str],
+    credit_models: CreditModels,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """drift_check's default retraining data for a tabular use case, end to end.
+
+    Predictions and labels go through /v1/credit/predict and /v1/credit/feedback; the
+    champion's training snapshot is ingested like training_pipeline's; a landed file sits in
+    landing/credit/. The feedback rows come back as raw credit rows that validation accepts.
+    """
+    import mlflow
+
+    from ingestion.ingest import file_sha256, snapshot_sources
+    from pipelines.drift import decide
+    from pipelines.params import check_training_params
+    from pipelines.training import (
+        data_lineage,
+        ingest_sources,
+        log_data_lineage,
+        run_dir_for,
+        validate,
+    )
+
+    api, url = credit_api
+    monkeypatch.setenv("DRIFTLOOP_PREDICTION_LOG_URL", url)
+    monkeypatch.setenv("DRIFTLOOP_LANDING_DIR", str(tmp_path / "landing"))
+    # The champion was trained from a snapshot of 200 synthetic clients.
+    trained = tmp_path / "clients.csv"
+    generate(200, seed=9).to_csv(trained, index=False)
+    airflow_run = f"t_{uuid.uuid4().hex[:8]}"
+    manifest = snapshot_sources(
+        [{"path": str(trained), "source": "credit_synthetic"}], str(run_dir_for(airflow_run))
+    )
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(credit_models.name, "champion")
+    client.set_tag(champion.run_id, "airflow_run_id", airflow_run)
+    client.set_tag(champion.run_id, "data_sha256", manifest["data_sha256"])
+    # Eight clients scored through the API; five of them labelled later.
+    rows = credit_models.rows[:8]
+    answers = api.post("/v1/credit/predict/batch", json={"rows": rows}).json()["predictions"]
+    ids = [a["request_id"] for a in answers]
+    labelled = {ids[i]: credit_models.labels[i] for i in (0, 2, 3, 5, 7)}
+    for request_id, label in labelled.items():
+        feedback = api.post("/v1/credit/feedback", json={"request_id": request_id, "label": label})
+        assert feedback.status_code == 201
+    landing = tmp_path / "landing" / "credit"
+    landing.mkdir(parents=True)
+    generate(30, seed=10).to_csv(landing / "week48.csv", index=False)
+    # The feedback rows must be in the log before the drift check reads it.
+    for _ in range(100):
+        logged = read_predictions(
+            url, datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC), use_case="credit"
+        )
+        if logged["feedback_label"].notna().sum() == 5:
+            break
+        time.sleep(0.1)
+
+    drift = {"decision": "drift", "reasons": [{"metric": "psi", "value": 0.9, "threshold": 0.2}]}
+    quiet = {"status": "ok", "concept_drift": False, "reasons": []}
+    params = {"use_case": "credit", "model_name": credit_models.name}
+    conf = decide(drift, quiet, params, f"scheduled__{airflow_run}")
+
+    assert conf is not None
+    parts = {p["kind"]: p for p in conf["trigger"]["retrain_data"]["parts"]}
+    assert conf["trigger"]["retrain_data"]["rows_by_kind"] == {
+        "snapshot": 200,
+        "feedback": 5,
+        "landing": 30,
+    }
+    assert parts["snapshot"]["sha256"] == manifest["sources"][0]["sha256"]
+    for part in parts.values():
+        assert file_sha256(Path(part["path"]))[0] == part["sha256"]
+    # The feedback file is in the credit source's own layout: its column names, its label.
+    entry = load_sources()[parts["feedback"]["source"]]
+    written = pd.read_csv(parts["feedback"]["path"])
+    labels = written[entry["label_column"]]
+    assert dict(zip(written["request_id"], labels, strict=True)) == labelled
+    by_id = {a["request_id"]: row for a, row in zip(answers, rows, strict=True)}
+    expected = pd.DataFrame([by_id[i] for i in written["request_id"]])[list(RAW_COLUMNS)]
+    mapping = source_columns(entry, RAW_COLUMNS)
+    canonical = written.rename(columns={f: c for c, f in mapping.items()})[list(RAW_COLUMNS)]
+    pd.testing.assert_frame_equal(canonical, expected, check_dtype=False)
+
+    # training_pipeline takes the conf as is: ingests, validates and records the lineage.
+    checked = check_training_params(conf, check_files=True)
+    assert checked["use_case"] == "credit"
+    ingested = ingest_sources(checked, f"retrain_{airflow_run}")
+    report = validate(ingested, 0.05)
+    assert report["rows_read"] == 235 and report["rows_quarantined"] == 0, report
+    lineage = data_lineage(checked, ingested)
+    assert lineage["rows_by_kind"] == {"snapshot": 200, "feedback": 5, "landing": 30}
+    with mlflow.start_run() as run:
+        pass
+    log_data_lineage(run.info.run_id, checked, ingested)
+    tags = client.get_run(run.info.run_id).data.tags
+    assert tags["data_rows_feedback"] == "5" and tags["data_rows_landing"] == "30"
