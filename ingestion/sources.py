@@ -36,6 +36,7 @@ MAPPING_KEYS = (
     "expectation_suite",
     "delimiter",
     "format",
+    "segment",
 )
 
 
@@ -58,6 +59,13 @@ class SourceSpec:
     format: str | None = None
     use_case: str = DEFAULT_SOURCE_USE_CASE
     columns: dict[str, str] = field(default_factory=dict)
+    segment: str | None = None
+
+    @property
+    def segment_name(self) -> str:
+        """The segment its accepted rows carry (column `source`, the gate's per-source checks):
+        an explicit `segment`, else the contracts/sources.yaml key, else the entry's name."""
+        return self.segment or self.source or self.name
 
     @property
     def file_columns(self) -> list[str]:
@@ -118,6 +126,12 @@ class SourceSpec:
                 f"source name {name!r} is not usable as a folder name: use letters, digits, "
                 "'_', '-' or '.', starting with a letter or digit"
             )
+        segment = merged.get("segment")
+        if segment is not None and not _NAME_PATTERN.match(str(segment)):
+            raise SourceConfigError(
+                f"segment {segment!r} of source {name!r}: use letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit"
+            )
         label_map = {str(k): v for k, v in dict(merged["label_map"]).items()}
         bad = {k: v for k, v in label_map.items() if v not in (0, 1) or isinstance(v, bool)}
         if bad:
@@ -142,6 +156,7 @@ class SourceSpec:
             format=merged.get("format"),
             use_case=use_case,
             columns=columns,
+            segment=None if segment is None else str(segment),
         )
 
     def to_manifest(self) -> dict[str, Any]:
@@ -157,6 +172,7 @@ class SourceSpec:
             "expectation_suite": self.expectation_suite,
             "delimiter": self.delimiter,
             "format": self.format,
+            "segment": self.segment,
         }
 
     def default_file(self) -> str | None:

@@ -6,7 +6,10 @@ and label, give every bad row a reason code, run the Great Expectations
 checkpoint on the raw file and the Pandera raw contract on the accepted rows,
 then write
 
-    <run_dir>/accepted.parquet    the raw columns, label, source, source_row
+    <run_dir>/accepted.parquet    the raw columns, label, source (the entry's segment:
+                                  its `segment`, else its sources.yaml key, else its
+                                  name), source_row, part (the entry's name, which
+                                  source_row counts in)
     <run_dir>/quarantine.parquet  source, source_row, the raw columns as written, raw_label,
                                   reason, detail
     <run_dir>/validation_report.json
@@ -342,6 +345,13 @@ def validate_sources(manifest: dict, run_dir: str, *, max_quarantine_share: floa
         )
     else:
         use_case.contract.raw_schema.validate(accepted)
+        # Accounting is per source entry; the rows carry their segment (the gate's per-source
+        # checks): the contracts/sources.yaml key, so every imdb file is one `imdb` segment.
+        segments = {spec.name: spec.segment_name for spec in specs}
+        accepted = accepted.assign(source=accepted["source"].map(segments), part=accepted["source"])
+        report["segments"] = {
+            segment: int(n) for segment, n in accepted["source"].value_counts().items()
+        }
         with atomic_target(run / ACCEPTED) as tmp:
             accepted.to_parquet(tmp, index=False)
 

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 LANDING_DIR_ENV = "DRIFTLOOP_LANDING_DIR"
 FEEDBACK_PART = "feedback"
+# The gate segment of feedback rows (segments are sources.yaml keys otherwise).
+FEEDBACK_SEGMENT = "feedback"
 SUMMARY_FILE = "retrain_data.json"
 DEFAULT_FEEDBACK_LOOKBACK_DAYS = 365
 # Mapping keys of a manifest entry that a training source entry may carry.
@@ -76,6 +78,7 @@ class Part:
             "sha256": self.sha256,
             "bytes": self.bytes,
             "source": self.entry.get("source"),
+            "segment": self.entry.get("segment") or self.entry.get("source") or self.name,
         }
 
 
@@ -282,7 +285,13 @@ def feedback_entry(use_case: str, path: Path, name: str) -> dict[str, Any]:
     """The source entry training ingests a `feedback_rows` file with."""
     from pipelines.params import default_source
 
-    return {"path": str(path), "name": name, "source": default_source(use_case)}
+    # The log does not record which source a request came from: one stable segment.
+    return {
+        "path": str(path),
+        "name": name,
+        "source": default_source(use_case),
+        "segment": FEEDBACK_SEGMENT,
+    }
 
 
 def _landing_parts(

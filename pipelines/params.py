@@ -64,6 +64,7 @@ SOURCE_ENTRY_KEYS = frozenset(
         "delimiter",
         "format",
         "columns",
+        "segment",
     }
 )
 

@@ -70,7 +70,7 @@ def test_every_kind_of_bad_row_is_quarantined_with_its_reason(
     assert report["per_source"]["synthetic"]["rows_read"] == n_read
     assert report["status"] == "passed"
 
-    assert list(accepted.columns) == ["text", "label", "source", "source_row"]
+    assert list(accepted.columns) == ["text", "label", "source", "source_row", "part"]
     assert str(accepted["label"].dtype) == "int64" and str(accepted["source_row"].dtype) == "int64"
     assert set(accepted["source_row"]) | set(quarantine["source_row"]) == set(range(n_read))
     by_row = accepted.set_index("source_row")
@@ -233,7 +233,8 @@ def test_parquet_input_with_non_string_text_and_null_labels(write_file, ingest_v
     assert quarantine.loc[("js", 0), "text"] == "12345"
     assert pd.isna(quarantine.loc[("pq", 2), "raw_label"])
     accepted = pd.read_parquet(report["accepted_path"])
-    assert accepted.loc[accepted["source"] == "pq", "label"].tolist()[:3] == [1, 1, 0]
+    assert accepted.loc[accepted["part"] == "pq", "label"].tolist()[:3] == [1, 1, 0]
+    assert set(accepted["source"]) == {"synthetic"}  # both files are one segment
 
 
 def test_a_file_of_neutral_reviews_only_is_refused(write_file, ingest_validate) -> None:

@@ -19,12 +19,14 @@ import pandas as pd
 import pytest
 
 from ingestion.ingest import file_sha256, snapshot_sources
+from ingestion.validate import validate_sources
 from pipelines.drift import decide
 from pipelines.params import check_training_params
 from pipelines.training import data_lineage, log_data_lineage, resolve_sources, run_dir_for
 from synthetic.reviews import generate_reviews
 from tests.monitoring.logged_traffic import add_labels, log_predictions
 from training.mlflow_utils import configure
+from training.promote import load_gate_policy
 
 DRIFT = {
     "decision": "drift",
@@ -134,6 +136,23 @@ def test_drift_retrains_on_snapshot_feedback_and_landing_with_counts_and_hashes(
     artifact = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data_lineage.json")
     assert artifact["data_sha256"] == manifest["data_sha256"]
 
+    # The rows' segments (the gate's per-source checks) are canonical source names, not part
+    # names like landing-amazon or feedback-<time>; validation still counts per part.
+    assert {p["name"]: p["segment"] for p in every} == {
+        parts["snapshot"]["name"]: "synthetic",
+        parts["feedback"]["name"]: "feedback",
+        parts["landing"]["name"]: "synthetic",
+        amazon["name"]: "amazon",
+    }
+    report = validate_sources(manifest, str(run_dir))
+    accepted = pd.read_parquet(report["accepted_path"])
+    assert set(accepted["source"]) == {"synthetic", "feedback", "amazon"}
+    assert report["segments"] == accepted["source"].value_counts().to_dict()
+    assert report["segments"]["feedback"] == 3 and report["segments"]["amazon"] == 3
+    assert set(report["per_source"]) == {p["name"] for p in every}
+    segment_of = load_gate_policy().segments.labels_of(accepted)
+    assert segment_of is not None and set(segment_of) == {"synthetic", "feedback", "amazon"}
+
     # Once a retrain trained on them, the same labels are no longer new.
     _make_champion(model, params["extra_sources"], f"t2_{model}")
     assert decide(DRIFT, QUIET, {"model_name": model}, "scheduled__d2") is None
@@ -142,6 +161,14 @@ def test_drift_retrains_on_snapshot_feedback_and_landing_with_counts_and_hashes(
     again = decide(DRIFT, QUIET, {"model_name": model}, "scheduled__d3")
     assert again is not None
     assert again["trigger"]["retrain_data"]["rows_by_kind"]["feedback"] == 1
+    # Last retrain's feedback, now in the snapshot, stays in the one `feedback` segment.
+    segments = {(p["kind"], p["segment"]) for p in again["trigger"]["retrain_data"]["parts"]}
+    assert segments == {
+        ("snapshot", "synthetic"),
+        ("snapshot", "feedback"),
+        ("snapshot", "amazon"),
+        ("feedback", "feedback"),
+    }
 
 
 def test_nothing_new_labelled_reports_drift_and_starts_no_retrain(

@@ -440,6 +440,8 @@ def test_credit_retrains_from_the_snapshot_api_feedback_and_landing_folder(
     ingested = ingest_sources(checked, f"retrain_{airflow_run}")
     report = validate(ingested, 0.05)
     assert report["rows_read"] == 235 and report["rows_quarantined"] == 0, report
+    # Segments: the landed file is a credit_synthetic file like the snapshot; feedback is one.
+    assert report["segments"] == {"credit_synthetic": 230, "feedback": 5}
     lineage = data_lineage(checked, ingested)
     assert lineage["rows_by_kind"] == {"snapshot": 200, "feedback": 5, "landing": 30}
     with mlflow.start_run() as run:
