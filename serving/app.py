@@ -250,9 +250,21 @@ def _watch_model(
 
 
 def _batch_observer(
-    metrics: ServingMetrics, threshold: float, use_case: str = DEFAULT_USE_CASE
+    metrics: ServingMetrics,
+    holder: ModelHolder,
+    default_threshold: float,
+    use_case: str = DEFAULT_USE_CASE,
 ) -> BatchObserver:
+    """Count each batch's predicted labels at the threshold the answers used.
+
+    That is the served version's own `decision_threshold` (the configured one only for a
+    version without the tag), read from the model the metrics name as the version, so the
+    `driftloop_predictions_total` labels agree with the labels the API returned.
+    """
+
     def observe(rows: int, seconds: float, probabilities: np.ndarray) -> None:
+        model = holder.current
+        threshold = default_threshold if model is None else model.threshold(default_threshold)
         metrics.observe_batch(rows, seconds, probabilities.tolist(), threshold, use_case)
 
     return observe
@@ -332,7 +344,7 @@ def create_app(
             holder,
             max_size=settings.batch_max_size,
             max_wait_seconds=settings.batch_max_wait_ms / 1000.0,
-            on_batch=_batch_observer(metrics, settings.decision_threshold),
+            on_batch=_batch_observer(metrics, holder, settings.decision_threshold),
         ),
         prediction_log=prediction_log,
         rate_limiter=build_rate_limiter(
@@ -393,7 +405,7 @@ def _use_case_runtimes(
             holder,
             max_size=settings.batch_max_size,
             max_wait_seconds=settings.batch_max_wait_ms / 1000.0,
-            on_batch=_batch_observer(metrics, settings.decision_threshold, name),
+            on_batch=_batch_observer(metrics, holder, settings.decision_threshold, name),
         )
         prediction_log = _prediction_log(settings, metrics, name)
         shadow, shadow_log = _shadow(settings, metrics, name)

@@ -252,6 +252,18 @@ def test_the_versions_decision_threshold_labels_predictions_and_shows_in_model_i
         assert [p["label"] for p in batch["predictions"]] == [
             int(p >= threshold) for p in probabilities
         ]
+        # The metrics count the labels the API answered, at the version's threshold.
+        positives = 2 * sum(p >= threshold for p in probabilities)
+        counted = _predicted_count(served_tagged.get("/metrics").text, "1", version)
+        assert counted == positives != 2 * sum(p >= 0.5 for p in probabilities)
+
+
+def _predicted_count(exposition: str, label: str, version: str) -> float:
+    wanted = f'label="{label}",model_version="{version}",use_case="reviews"'
+    for line in exposition.splitlines():
+        if line.startswith("driftloop_predictions_total{") and wanted in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_alias_move_is_picked_up_and_a_refused_successor_keeps_the_old_model(
