@@ -348,6 +348,39 @@ class PredictResponse(BaseModel):
     )
 
 
+# ---- self-check rows -------------------------------------------------------------------------
+
+
+def _example_rows() -> tuple[dict[str, Any], ...]:
+    base: dict[str, Any] = {name: spec.example for name, spec in RAW_FIELDS.items()}
+    return (
+        dict(base),
+        {**base, LIMIT: 1_000.0, **{c: 9_000.0 + 500 * i for i, c in enumerate(BILL_AMT)}},
+        {**base, **{c: -2_500.0 for c in BILL_AMT}, **{c: 0.0 for c in PAY_AMT}},
+        {**base, **{c: 0.0 for c in BILL_AMT}, **{c: 0.0 for c in PAY_AMT}},
+        {**base, EDUCATION: 0, MARRIAGE: 0, **{c: -2 for c in PAY_STATUS}},
+        {**base, EDUCATION: 5, **dict(zip(PAY_STATUS, (2, 3, 4, 5, 6, 8), strict=True))},
+        {**base, EDUCATION: 6, SEX: 1, AGE: 18, PAY_STATUS[0]: 9, PAY_STATUS[1]: -1},
+        {
+            **base,
+            LIMIT: MAX_AMOUNT,
+            AGE: 100,
+            **{c: MAX_AMOUNT for c in BILL_AMT},
+            **{c: MAX_AMOUNT for c in PAY_AMT},
+        },
+        {**base, **{c: 1 for c in PAY_STATUS[::2]}, **{c: -1 for c in PAY_STATUS[1::2]}},
+        {**base, LIMIT: 50_000.0, **{c: 0.01 for c in BILL_AMT}, PAY_AMT[0]: 123_456.78},
+        {**base, MARRIAGE: 3, EDUCATION: 4, **{c: 1 for c in PAY_STATUS}},
+        {**base, LIMIT: 360_000.0, **{c: -MAX_AMOUNT for c in BILL_AMT}},
+    )
+
+
+# Valid clients a freshly loaded model is self-checked on (serving: the fast scoring path must
+# reproduce the pipeline's answers on them) and the start-up feature-schema check uses: the
+# limit and the amounts at their bounds, zero and negative bills, every undocumented code.
+EXAMPLE_ROWS: tuple[dict[str, Any], ...] = _example_rows()
+
+
 # ---- fingerprint ---------------------------------------------------------------------------
 
 

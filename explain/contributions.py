@@ -120,7 +120,9 @@ def _linear(features: Any, estimator: LogisticRegression, frame: pd.DataFrame) -
 
 def _lightgbm(features: Any, estimator: Any, frame: pd.DataFrame) -> Contributions:
     z = np.asarray(features.transform(frame), dtype="float64")
-    out = np.asarray(estimator.booster_.predict(z, pred_contrib=True))
+    # One thread: the numbers do not depend on it, and LightGBM's default (every core, OpenMP)
+    # made a one-row call ~100x slower on a busy 2-core machine than the work itself.
+    out = np.asarray(estimator.booster_.predict(z, pred_contrib=True, num_threads=1))
     columns = _input_columns(features)
     return Contributions(tuple(columns), out[:, :-1], out[:, -1], "treeshap-lightgbm")
 

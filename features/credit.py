@@ -45,6 +45,9 @@ pipeline, not here. No feature reuses a raw column's name (`credit_limit`, not
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -283,22 +286,20 @@ def check_raw_columns(df: pd.DataFrame) -> None:
         )
 
 
-def build_features(df: pd.DataFrame) -> pd.DataFrame:
-    """Feature frame for the raw credit rows of `df`: same index, dtypes from FEATURE_DTYPES.
-
-    Deterministic and total on any row that has the raw columns: NaN,
-    strings, zero or negative limits and negative bills produce a row.
-    """
-    check_raw_columns(df)
-    limit = _numeric(df, LIMIT)
-    sex = _numeric(df, SEX)
-    education = _numeric(df, EDUCATION)
-    marriage = _numeric(df, MARRIAGE)
-    bills = _matrix(df, BILL_AMT)
-    payments = _matrix(df, PAY_AMT)
+def _feature_arrays(
+    limit: np.ndarray,
+    age: np.ndarray,
+    sex: np.ndarray,
+    education: np.ndarray,
+    marriage: np.ndarray,
+    status: np.ndarray,
+    bills: np.ndarray,
+    payments: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Every feature column from the raw values as float64 arrays (NaN = unknown)."""
     columns: dict[str, np.ndarray] = {
         "credit_limit": limit,
-        "age_years": _numeric(df, AGE),
+        "age_years": age,
         "sex_female": (sex == 2).astype("int64"),
     }
     columns.update(
@@ -311,8 +312,64 @@ def build_features(df: pd.DataFrame) -> pd.DataFrame:
         marriage, list(UNDOCUMENTED_MARRIAGE)
     ).astype("int64")
     columns["n_undocumented_codes"] = undocumented
-    columns.update(_repayment_status(_matrix(df, PAY_STATUS)))
+    columns.update(_repayment_status(status))
     columns.update(_utilisation(limit, bills))
     columns.update(_repayment(bills, payments))
-    data = {name: _as_dtype(columns[name], FEATURE_DTYPES[name]) for name in FEATURE_COLUMNS}
+    return {name: _as_dtype(columns[name], FEATURE_DTYPES[name]) for name in FEATURE_COLUMNS}
+
+
+def _raw_arrays(raw: np.ndarray) -> dict[str, np.ndarray]:
+    """`_feature_arrays` of a (rows, RAW_COLUMNS) float64 matrix."""
+    index = {name: i for i, name in enumerate(RAW_COLUMNS)}
+
+    def block(names: tuple[str, ...]) -> np.ndarray:
+        return raw[:, [index[n] for n in names]]
+
+    return _feature_arrays(
+        raw[:, index[LIMIT]],
+        raw[:, index[AGE]],
+        raw[:, index[SEX]],
+        raw[:, index[EDUCATION]],
+        raw[:, index[MARRIAGE]],
+        block(PAY_STATUS),
+        block(BILL_AMT),
+        block(PAY_AMT),
+    )
+
+
+def build_features(df: pd.DataFrame) -> pd.DataFrame:
+    """Feature frame for the raw credit rows of `df`: same index, dtypes from FEATURE_DTYPES.
+
+    Deterministic and total on any row that has the raw columns: NaN,
+    strings, zero or negative limits and negative bills produce a row.
+    """
+    check_raw_columns(df)
+    data = _raw_arrays(_matrix(df, RAW_COLUMNS).reshape(len(df), len(RAW_COLUMNS)))
     return pd.DataFrame(data, index=df.index, copy=False)
+
+
+_PLAIN_NUMBERS = (int, float)
+
+
+def featurize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]] | None:
+    """The feature columns of raw rows given as dicts, as lists, without building a DataFrame.
+
+    The same numbers as `build_features(pd.DataFrame.from_records(rows))` (the serving
+    process checks this on the contract's example rows at start-up): the raw values go
+    straight into the float64 matrix `build_features` builds from a frame (a missing key is
+    NaN, as in a frame built with `columns=RAW_COLUMNS`). Only rows whose raw values are all
+    plain ints, floats or None take this path (what a validated `PredictRequest` holds); for
+    anything else (strings, booleans, numpy scalars) it returns None and the caller goes
+    through `build_features`.
+    """
+    n = len(RAW_COLUMNS)
+    flat: list[Any] = []
+    for row in rows:
+        values = [row.get(name) for name in RAW_COLUMNS]
+        if not all(v is None or type(v) in _PLAIN_NUMBERS for v in values):
+            return None
+        flat.extend(values)
+    raw = np.array(flat, dtype="float64").reshape(len(rows), n)
+    raw = np.where(np.isfinite(raw), raw, np.nan)
+    arrays = _raw_arrays(raw)
+    return {name: arrays[name].tolist() for name in FEATURE_COLUMNS}

@@ -407,6 +407,10 @@ def compile_scorer(
     expected = reference_probabilities(pipeline, positive_index, items, uc)
     columns = uc.featurize(items)
     candidates: list[Scorer] = []
+    if uc.kind != "text":
+        from serving.tabular_scoring import tabular_candidates
+
+        candidates.extend(tabular_candidates(pipeline, positive_index, uc, items))
     for fast_kind in (DirectLinearScorer, FastPipelineScorer):
         try:
             candidates.append(fast_kind(pipeline, positive_index, uc))

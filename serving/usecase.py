@@ -88,7 +88,9 @@ def _batch_model(name: str, request_model: type[BaseModel]) -> type[BaseModel]:
     return model
 
 
-def _featurizer(feats: Any, kind: str, raw_columns: tuple[str, ...]) -> FeatureColumnsOf:
+def _featurizer(
+    feats: Any, kind: str, raw_columns: tuple[str, ...], checks: tuple[Any, ...] = ()
+) -> FeatureColumnsOf:
     columns = tuple(feats.FEATURE_COLUMNS)
     if kind == "text" and hasattr(feats, "featurize_texts"):
         # Column-wise fast path a text feature module may offer (same numbers, no DataFrame).
@@ -103,7 +105,12 @@ def _featurizer(feats: Any, kind: str, raw_columns: tuple[str, ...]) -> FeatureC
         frame = feats.build_features(raw)
         return {name: frame[name].tolist() for name in columns}
 
-    return featurize
+    rows_path = getattr(feats, "featurize_rows", None) if kind != "text" else None
+    if rows_path is None:
+        return featurize
+    from serving.tabular_scoring import row_featurizer
+
+    return row_featurizer(rows_path, featurize, columns, checks)
 
 
 def served_use_case(name: str = DEFAULT_USE_CASE) -> ServedUseCase:
@@ -140,7 +147,7 @@ def _served(name: str, registry_file: str, model_name: str) -> ServedUseCase:
         label_names={int(k): str(v) for k, v in contract.LABEL_NAMES.items()},
         request_model=contract.PredictRequest,
         batch_request_model=batch_model,
-        featurize=_featurizer(feats, uc.kind, raw_columns),
+        featurize=_featurizer(feats, uc.kind, raw_columns, checks),
         build_features=feats.build_features,
         check_items=checks,
         explain=uc.explain,
