@@ -253,6 +253,28 @@ class TabularPipelineScorer:
         return out
 
 
+class TabularRowByRowScorer:
+    """`TabularPipelineScorer` one row at a time, for models whose batch answers differ.
+
+    A linear model's batched dot product (BLAS) may differ in the last bit from its one-row
+    answer; the pipeline's own one-row path then is the reference, and this gives its
+    numbers at numpy cost rather than a DataFrame and scikit-learn's checks per row.
+    """
+
+    name = "tabular-fast-row-by-row"
+
+    def __init__(self, fast: TabularPipelineScorer) -> None:
+        self._fast = fast
+
+    def score(self, columns: FeatureColumns) -> np.ndarray:
+        names = self._fast._columns
+        n = len(columns[names[0]])
+        out = np.empty(n, dtype=np.float64)
+        for i in range(n):
+            out[i] = self._fast.score({name: columns[name][i : i + 1] for name in names})[0]
+        return out
+
+
 def _reference_reasons(
     pipeline: Any, use_case: ServedUseCase, items: Sequence[Any]
 ) -> list[list[dict[str, Any]]]:
@@ -267,7 +289,7 @@ def _reference_reasons(
 
 def tabular_candidates(
     pipeline: Any, positive_index: int, use_case: ServedUseCase, items: Sequence[Any]
-) -> list[TabularPipelineScorer]:
+) -> list[Any]:
     """The tabular fast scorer for `compile_scorer` to check, its reasons proven on `items`."""
     try:
         scorer = TabularPipelineScorer(pipeline, positive_index, use_case)
@@ -282,14 +304,16 @@ def tabular_candidates(
             want = _reference_reasons(pipeline, use_case, items)
         except Exception as error:  # the hook cannot explain this model: it says so per request
             log.info("reason codes not precomputed: %s: %s", type(error).__name__, error)
-            return [scorer]
+            return [scorer, TabularRowByRowScorer(scorer)]
         scorer.reasons_checked = got == want
         if not scorer.reasons_checked:
             log.warning(
                 "the fast reason codes differ from the %s explain hook's: the hook answers",
                 use_case.name,
             )
-    return [scorer]
+    # compile_scorer tries the batch path first; the row-by-row one only if batches differ
+    # (it is placed before the generic pipeline candidates, which are slower on one row).
+    return [scorer, TabularRowByRowScorer(scorer)]
 
 
 def fast_reasons(scorer: Any, feature_rows: Sequence[Sequence[Any]]) -> Any:
@@ -301,6 +325,7 @@ def fast_reasons(scorer: Any, feature_rows: Sequence[Sequence[Any]]) -> Any:
 
 __all__ = [
     "TabularPipelineScorer",
+    "TabularRowByRowScorer",
     "UnsupportedTabularModelError",
     "fast_reasons",
     "row_featurizer",
