@@ -243,6 +243,20 @@ def check_agreement(ours: str, theirs: str, rows: list[dict[str, Any]]) -> float
     return worst
 
 
+def _model_info(item: Started, url: str) -> dict[str, Any]:
+    """`/v1/credit/model-info`, or a BenchError with the server's log if it stopped answering."""
+    try:
+        info: dict[str, Any] = _get_json(f"{url}/v1/{USE_CASE}/model-info")
+    except (OSError, ValueError) as error:
+        state = item.process.poll()
+        tail = item.log_path.read_text(errors="replace")[-3000:]
+        raise BenchError(
+            f"{item.name} did not answer /model-info after the load ({error}; process "
+            f"{'running' if state is None else f'exited with {state}'}); {item.log_path}:\n{tail}"
+        ) from error
+    return info
+
+
 def measure_shadow(
     procs: Processes, work: Path, tracking_uri: str, bodies: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -261,7 +275,9 @@ def measure_shadow(
             )
             if mode == "on":
                 time.sleep(2 * 0.5)  # let the background thread catch up before reading
-                scored += int(_get_json(f"{url}/v1/{USE_CASE}/model-info")["shadow"]["scored_rows"])
+                scored += int(_model_info(api, url)["shadow"]["scored_rows"])
+            else:
+                _model_info(api, url)  # the server must have survived the load, too
             procs.stop(api)
             runs[mode].append(measured)
             print(
@@ -271,6 +287,10 @@ def measure_shadow(
             )
     off = summarise_runs("shadow-off", 1, concurrency, runs["off"])
     on = summarise_runs("shadow-on", 1, concurrency, runs["on"])
+    by_round = [
+        round(100 * (b["p99_ms"] / a["p99_ms"] - 1), 1)
+        for a, b in zip(runs["off"], runs["on"], strict=True)
+    ]
     answered = sum(int(r["requests"]) for r in runs["on"])
     return {
         "fraction": args.shadow_fraction,
@@ -278,6 +298,9 @@ def measure_shadow(
         "off": off,
         "on": on,
         "p99_change_percent": round(100 * (on["p99_ms"] / off["p99_ms"] - 1), 1),
+        # Each round's on-vs-off change (the runs of a round are back to back): their spread
+        # says how much of the median change the machine's noise could explain.
+        "p99_change_percent_by_round": by_round,
         "p50_change_percent": round(100 * (on["p50_ms"] / off["p50_ms"] - 1), 1),
         "rps_change_percent": round(100 * (on["rps"] / off["rps"] - 1), 1),
         "shadow_scored_rows": scored,
@@ -426,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"shadow challenger on {100 * shadow['fraction']:.0f} % of rows, c={shadow['concurrency']}: "
             f"p99 {shadow['off']['p99_ms']:.2f} -> {shadow['on']['p99_ms']:.2f} ms "
-            f"({shadow['p99_change_percent']:+.1f} %, target <= +10 %), "
+            f"({shadow['p99_change_percent']:+.1f} %, target <= +10 %; per round "
+            f"{', '.join(f'{c:+.1f} %' for c in shadow['p99_change_percent_by_round'])}), "
             f"{shadow['shadow_scored_rows']} rows shadow-scored"
         )
     machine = report["machine"]
