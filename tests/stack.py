@@ -35,6 +35,9 @@ PORTS = {
     "DRIFTLOOP_AIRFLOW_LOG_SERVER_PORT": "18293",
     "DRIFTLOOP_AIRFLOW_TRIGGER_LOG_SERVER_PORT": "18294",
 }
+# A second stack in the same test session (kubernetes execution mode) runs
+# beside the first one, so every port of it differs.
+KUBERNETES_PORTS = {name: str(int(port) + 1000) for name, port in PORTS.items()}
 
 
 def call(method: str, url: str, body: object = None, timeout: float = 60) -> Any:
@@ -51,14 +54,18 @@ def call(method: str, url: str, body: object = None, timeout: float = 60) -> Any
     return json.loads(raw) if raw else None
 
 
+def _url(ports: dict[str, str], name: str) -> str:
+    return f"http://127.0.0.1:{ports[name]}"
+
+
 @dataclass(frozen=True)
 class RunningStack:
     home: Path
     env: dict[str, str]
-
-    airflow = f"http://127.0.0.1:{PORTS['DRIFTLOOP_AIRFLOW_PORT']}"
-    mlflow = f"http://127.0.0.1:{PORTS['DRIFTLOOP_MLFLOW_PORT']}"
-    api = f"http://127.0.0.1:{PORTS['DRIFTLOOP_API_PORT']}"
+    # The default ports' URLs, also readable on the class; start_stack sets its own.
+    airflow: str = _url(PORTS, "DRIFTLOOP_AIRFLOW_PORT")
+    mlflow: str = _url(PORTS, "DRIFTLOOP_MLFLOW_PORT")
+    api: str = _url(PORTS, "DRIFTLOOP_API_PORT")
 
     def run(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """`python deploy/local/stack.py <args>` against this stack."""
@@ -108,15 +115,23 @@ class RunningStack:
         return "\n".join(str(item.get("event", "")) for item in content)
 
 
-def start_stack(home: Path, **extra_env: str) -> RunningStack:
+def start_stack(home: Path, ports: dict[str, str] | None = None, **extra_env: str) -> RunningStack:
+    """`up` in `home` on `ports` (default PORTS); `extra_env` reaches every process of it."""
+    ports = ports or PORTS
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING_URI", "DRIFTLOOP_TEST"))
     }
-    env.update(PORTS, DRIFTLOOP_HOME=str(home), DRIFTLOOP_RELOAD_INTERVAL_SECONDS="5")
+    env.update(ports, DRIFTLOOP_HOME=str(home), DRIFTLOOP_RELOAD_INTERVAL_SECONDS="5")
     env.update(extra_env)
-    stack = RunningStack(home, env)
+    stack = RunningStack(
+        home,
+        env,
+        airflow=_url(ports, "DRIFTLOOP_AIRFLOW_PORT"),
+        mlflow=_url(ports, "DRIFTLOOP_MLFLOW_PORT"),
+        api=_url(ports, "DRIFTLOOP_API_PORT"),
+    )
     started = stack.run("up")
     if started.returncode != 0:
         stack.run("down", timeout=300)

@@ -65,3 +65,11 @@ def test_the_test_stack_uses_its_own_log_server_ports() -> None:
     assert PORTS["DRIFTLOOP_AIRFLOW_LOG_SERVER_PORT"] not in ("8793", "8794")
     assert PORTS["DRIFTLOOP_AIRFLOW_TRIGGER_LOG_SERVER_PORT"] not in ("8793", "8794")
     assert len(set(PORTS.values())) == len(PORTS)
+
+
+def test_the_kubernetes_mode_test_stack_shares_no_port_with_the_first() -> None:
+    from tests.stack import KUBERNETES_PORTS, PORTS
+
+    assert KUBERNETES_PORTS.keys() == PORTS.keys()
+    assert not set(KUBERNETES_PORTS.values()) & set(PORTS.values())
+    assert len(set(KUBERNETES_PORTS.values())) == len(KUBERNETES_PORTS)
