@@ -120,7 +120,9 @@ def task_context_payload(context: Any) -> dict[str, Any]:
 class PodTaskOperator(DecoratedOperator, KubernetesPodOperator):
     """Run a TaskFlow function in its own pod (see the module docstring)."""
 
-    custom_operator_name = "@heavy_task"
+    # What Airflow's UI shows as the task's operator (graph node, task header):
+    # the provider's operator it is, then the decorator that made it.
+    custom_operator_name = "KubernetesPodOperator (@heavy_task)"
     template_fields: Sequence[str] = (
         "op_args",
         "op_kwargs",

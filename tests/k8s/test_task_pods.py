@@ -132,6 +132,17 @@ def test_operator_settings_not_in_the_manifest(bag) -> None:
     assert tune.partial_kwargs["max_active_tis_per_dagrun"] == 4
 
 
+def test_ui_names_pod_tasks_by_their_operator(bag) -> None:
+    """Airflow's UI labels a task with its `operator_name` (graph node, task header)."""
+    for dag_id, dag in bag.dags.items():
+        for task in dag.tasks:
+            name = task.operator_name
+            if (dag_id, task.task_id) in SAMPLE_ARGS:
+                assert name.startswith("KubernetesPodOperator"), (task.task_id, name)
+            else:
+                assert "KubernetesPodOperator" not in name, (task.task_id, name)
+
+
 def test_rendered_template_shows_the_pod(bag) -> None:
     """What the UI's Rendered Template tab shows for a pod task: the full pod spec."""
     from tests.k8s.podspecs import bind_operator, task_context
