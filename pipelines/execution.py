@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.lake import LakeConfigError, LakeSettings, lake_settings
+
 log = logging.getLogger(__name__)
 
 MODES = ("local", "kubernetes")
@@ -75,6 +77,7 @@ class PodSettings:
     env: dict[str, str] = field(default_factory=dict)
     lake_claim: str = ""
     lake_mount_path: str = "/var/lib/driftloop"
+    lake: LakeSettings = field(default_factory=LakeSettings)
     run_as_user: int = 50000
     startup_timeout_seconds: int = 600
     resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
@@ -97,6 +100,11 @@ def load_pod_settings(path: str | Path | None = None) -> PodSettings:
     if not config_path.is_file():
         raise ExecutionConfigError(f"pod config {config_path} does not exist (set {ENV_CONFIG})")
     raw = yaml.safe_load(config_path.read_text()) or {}
+    lake_section = raw.get("lake") or {}
+    try:
+        lake = lake_settings(lake_section)
+    except LakeConfigError as exc:
+        raise ExecutionConfigError(f"pod config {config_path}: {exc}") from exc
     try:
         kinds = raw["kinds"]
         settings = PodSettings(
@@ -107,8 +115,9 @@ def load_pod_settings(path: str | Path | None = None) -> PodSettings:
             config_maps=tuple(raw.get("config_maps", ())),
             secrets=tuple(raw.get("secrets", ())),
             env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
-            lake_claim=(raw.get("lake") or {}).get("claim_name", ""),
-            lake_mount_path=(raw.get("lake") or {}).get("mount_path", "/var/lib/driftloop"),
+            lake_claim=lake_section.get("claim_name", ""),
+            lake_mount_path=lake_section.get("mount_path", "/var/lib/driftloop"),
+            lake=lake,
             run_as_user=int(raw.get("run_as_user", 50000)),
             startup_timeout_seconds=int(raw.get("startup_timeout_seconds", 600)),
             resources={kind: spec["resources"] for kind, spec in kinds.items()},
@@ -120,6 +129,11 @@ def load_pod_settings(path: str | Path | None = None) -> PodSettings:
         )
     except KeyError as exc:
         raise ExecutionConfigError(f"pod config {config_path} lacks the key {exc}") from exc
+    if lake.mode == "volume" and not settings.lake_claim:
+        raise ExecutionConfigError(
+            f"pod config {config_path}: the volume lake needs lake.claim_name "
+            "(or choose the object-storage lake: lake.store s3)"
+        )
     missing = [kind for kind in HEAVY_KINDS if kind not in settings.resources]
     if missing:
         raise ExecutionConfigError(f"pod config {config_path} has no entry for {missing}")
@@ -136,9 +150,24 @@ def heavy_task(kind: str, **task_kwargs: Any) -> Callable[[Callable[..., Any]], 
     if kind not in HEAVY_KINDS:
         raise ExecutionConfigError(f"unknown heavy task kind {kind!r}; one of {HEAVY_KINDS}")
     if execution_mode() == "local":
-        from airflow.sdk import task
-
-        return task(**task_kwargs)
+        return lake_task(**task_kwargs)
     from pipelines.pod_operator import pod_task
 
     return pod_task(kind, load_pod_settings(), **task_kwargs)
+
+
+def lake_task(func: Callable[..., Any] | None = None, **task_kwargs: Any) -> Any:
+    """``@task`` for a step the Airflow worker runs itself, staged when the lake is in S3.
+
+    With ``DRIFTLOOP_LAKE=s3`` the worker has no shared lake either: the step
+    runs in ``pipelines.lake.staged`` as the task pods do (the mode is read
+    when the step runs). With the volume lake it is exactly ``@task``.
+    """
+    from airflow.sdk import task
+
+    from pipelines.lake import staged_task
+
+    def decorator(function: Callable[..., Any]) -> Any:
+        return task(**task_kwargs)(staged_task(function))
+
+    return decorator(func) if func is not None else decorator

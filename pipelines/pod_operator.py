@@ -39,6 +39,7 @@ POD_COMMAND = ("python", "-m", "pipelines.pod_runtime")
 PAYLOAD_ENV = (ENV_FUNCTION, ENV_SOURCE, ENV_ARGS, ENV_CONTEXT)
 ENV_BACKEND = "DRIFTLOOP_POD_BACKEND"
 LAKE_VOLUME = "lake"
+LAKE_SCRATCH_VOLUME = "lake-scratch"
 TMP_VOLUME = "tmp"
 CONTEXT_KEYS = ("run_id", "logical_date", "data_interval_start", "data_interval_end", "ds")
 
@@ -207,12 +208,24 @@ def _restricted_container() -> k8s.V1SecurityContext:
 
 def pod_arguments(kind: str, settings: PodSettings) -> dict[str, Any]:
     """KubernetesPodOperator arguments for one task kind, from the pod config."""
-    env = {**settings.env, **settings.kind_env.get(kind, {})}
+    env = {**settings.env, **settings.kind_env.get(kind, {}), **settings.lake.env()}
     env.setdefault("DRIFTLOOP_HOME", settings.lake_mount_path)
     resources = settings.resources_for(kind)
     volumes = [k8s.V1Volume(name=TMP_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource())]
     mounts = [k8s.V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")]
-    if settings.lake_claim:
+    if settings.lake.mode == "s3":
+        # The object-storage lake: a scratch copy at the lake's path, staged in and
+        # out by pipelines.pod_runtime; no shared volume.
+        volumes.append(
+            k8s.V1Volume(name=LAKE_SCRATCH_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource())
+        )
+        mounts.append(
+            k8s.V1VolumeMount(name=LAKE_SCRATCH_VOLUME, mount_path=settings.lake_mount_path)
+        )
+        if kind == "featurize":
+            # Spark workers cannot see this pod's scratch lake: the executors run in the pod.
+            env["SPARK_MASTER"] = "local[*]"
+    elif settings.lake_claim:
         volumes.append(
             k8s.V1Volume(
                 name=LAKE_VOLUME,

@@ -4,6 +4,11 @@ Reads the function, its arguments and its task context from the environment
 (set by ``pipelines.pod_operator.PodTaskOperator``), runs the function and
 writes its JSON return value where the XCom sidecar reads it. Logs go to
 stdout, which the operator streams into the Airflow task log.
+
+With the lake in object storage (``DRIFTLOOP_LAKE=s3``, ``pipelines.lake``)
+the function runs inside ``staged``: the lake paths its arguments and Params
+name are downloaded to the pod's scratch lake first, and what it wrote is
+uploaded once it returned; a failing function uploads nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +79,13 @@ def run_payload() -> Any:
     return namespace[name](*arguments.get("args", []), **arguments.get("kwargs", {}))
 
 
+def lake_values() -> list[Any]:
+    """What names the lake paths this task reads: its arguments and its run's Params."""
+    arguments = json.loads(os.environ.get(ENV_ARGS) or "{}")
+    context = json.loads(os.environ.get(ENV_CONTEXT) or "{}")
+    return [arguments, context.get("params") or {}]
+
+
 def write_result(result: Any, path: Path) -> None:
     """Write the return value as JSON (the sidecar reads ``return.json`` into XCom)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +98,10 @@ def main() -> int:
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    result = run_payload()
+    from pipelines.lake import staged
+
+    with staged(lake_values()):
+        result = run_payload()
     target = Path(os.environ.get(ENV_XCOM_PATH, DEFAULT_XCOM_PATH))
     write_result(result, target)
     log.info("result written to %s", target)

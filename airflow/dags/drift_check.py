@@ -52,7 +52,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
-from pipelines.execution import heavy_task
+from pipelines.execution import heavy_task, lake_task
 from pipelines.links import links
 from pipelines.params import INFER, params_markdown, source_names, use_case_choices
 
@@ -181,7 +181,7 @@ def run_params(check_files: bool = False) -> dict[str, Any]:
     params=PARAMS,
 )
 def drift_check() -> None:
-    @task
+    @lake_task
     def load_window() -> dict[str, Any]:
         from pipelines.drift import load_window as run
 
@@ -193,7 +193,7 @@ def drift_check() -> None:
             context.get("data_interval_end"),
         )
 
-    @task
+    @lake_task
     def load_reference() -> dict[str, Any]:
         from pipelines.drift import load_reference as run
 
@@ -206,13 +206,13 @@ def drift_check() -> None:
         params = run_params()
         return run(window, reference, params["thresholds"], params["use_case"])
 
-    @task
+    @lake_task
     def check_performance(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import check_performance as run
 
         return run(window, reference, run_params()["thresholds"])
 
-    @task
+    @lake_task
     def check_late_labels(window: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
         from pipelines.drift import check_late_labels as run
 

@@ -42,9 +42,9 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context
 
-from pipelines.execution import heavy_task
+from pipelines.execution import heavy_task, lake_task
 from pipelines.links import links
 from pipelines.params import (
     INFER,
@@ -206,14 +206,14 @@ def run_params(check_files: bool = False) -> dict[str, Any]:
     params=PARAMS,
 )
 def training_pipeline() -> None:
-    @task
+    @lake_task
     def ingest() -> dict[str, Any]:
         from pipelines.training import ingest_sources
 
         context = get_current_context()
         return ingest_sources(run_params(check_files=True), context["run_id"])
 
-    @task
+    @lake_task
     def validate_raw(manifest: dict[str, Any]) -> dict[str, Any]:
         from pipelines.training import validate
 
@@ -225,7 +225,7 @@ def training_pipeline() -> None:
 
         return run_spark_featurize(validated)
 
-    @task
+    @lake_task
     def plan_search(featurized: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
         from pipelines.training import plan_search as run
 
@@ -237,7 +237,7 @@ def training_pipeline() -> None:
 
         return tune_one(spec)
 
-    @task
+    @lake_task
     def select_best(results: list[dict[str, Any]]) -> dict[str, Any]:
         from pipelines.training import pick_best
 
@@ -252,13 +252,13 @@ def training_pipeline() -> None:
         context = get_current_context()
         return refit_winner(best, specs, manifest, run_params(), context["run_id"])
 
-    @task
+    @lake_task
     def evaluate(trained: dict[str, Any], featurized: dict[str, Any]) -> dict[str, Any]:
         from pipelines.training import evaluate_refit
 
         return evaluate_refit(trained, featurized)
 
-    @task
+    @lake_task
     def register(
         trained: dict[str, Any], metrics: dict[str, Any], featurized: dict[str, Any]
     ) -> dict[str, Any]:

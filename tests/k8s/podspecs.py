@@ -59,11 +59,14 @@ KIND_OF = {
 }
 
 
-def parse_dags(mode: str) -> Any:
+def parse_dags(mode: str, env: dict[str, str] | None = None) -> Any:
+    """The DAGs as the DAG processor parses them in ``mode`` (``env``: more settings)."""
     from airflow.dag_processing.dagbag import DagBag
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DRIFTLOOP_EXECUTION", mode)
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
         bag = DagBag(dag_folder=str(DAGS_DIR))
     assert bag.import_errors == {}, bag.import_errors
     return bag

@@ -88,6 +88,11 @@ def test_pod_image_command_account_and_resources(pods, key) -> None:
         if "persistentVolumeClaim" in v
     ]
     assert claims == [settings.lake_claim]
+    # the volume lake: chosen in the pod config, and said so to the pod
+    assert settings.lake.mode == "volume"
+    env = env_of(manifest)
+    assert env["DRIFTLOOP_LAKE"] == "volume"
+    assert "DRIFTLOOP_LAKE_URL" not in env
 
 
 @pytest.mark.parametrize("key", list(SAMPLE_ARGS), ids=lambda k: f"{k[0]}.{k[1]}")
@@ -232,3 +237,79 @@ def test_pod_carries_the_dag_file_helpers_its_task_calls(bag) -> None:
         for helper in helpers:
             assert f"def {helper}(" in source, (key, helper)
         assert "get_current_context =" not in source and "import get_current_context" not in source
+
+
+# The object-storage lake (pipelines/lake.py), chosen with DRIFTLOOP_LAKE=s3.
+S3_LAKE = {
+    "DRIFTLOOP_LAKE": "s3",
+    "DRIFTLOOP_LAKE_URL": "s3://driftloop-lake/prod",
+    "DRIFTLOOP_LAKE_ENDPOINT": "https://minio.storage.svc:9000",
+}
+
+
+@pytest.fixture(scope="module")
+def s3_pods() -> dict[tuple[str, str], dict]:
+    bag = parse_dags("kubernetes", S3_LAKE)
+    return {key: render_pod(bag, *key) for key in SAMPLE_ARGS}
+
+
+@pytest.mark.parametrize("key", list(SAMPLE_ARGS), ids=lambda k: f"{k[0]}.{k[1]}")
+def test_s3_lake_pods_mount_no_lake_volume_and_carry_the_lake_settings(s3_pods, key) -> None:
+    import kubernetes_validate
+
+    from tests.k8s.podspecs import restricted_violations
+
+    settings = load_pod_settings()
+    manifest = s3_pods[key]
+    spec, base = manifest["spec"], container(manifest)
+    assert kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    assert restricted_violations(spec) == []
+    assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert "lake" not in {v["name"] for v in spec["volumes"]}
+    # the task works on a scratch copy at the lake's path: an emptyDir, not shared
+    by_name = {v["name"]: v for v in spec["volumes"]}
+    mount = next(m for m in base["volumeMounts"] if m["mountPath"] == settings.lake_mount_path)
+    assert by_name[mount["name"]] == {"name": mount["name"], "emptyDir": {}}
+    env = env_of(manifest)
+    assert {k: env[k] for k in S3_LAKE} == S3_LAKE
+    assert env["DRIFTLOOP_LAKE_STAGE"] == "landing"
+    assert env["DRIFTLOOP_HOME"] == settings.lake_mount_path
+    assert base["command"] == ["python", "-m", "pipelines.pod_runtime"]
+
+
+def test_s3_lake_featurize_runs_spark_in_its_pod(s3_pods) -> None:
+    """Spark workers cannot see a pod's scratch lake: the executors run in the featurize pod."""
+    env = env_of(s3_pods[("training_pipeline", "featurize")])
+    assert env["SPARK_MASTER"] == "local[*]"
+    assert "SPARK_MASTER" not in env_of(s3_pods[("training_pipeline", "tune")])
+
+
+def test_s3_lake_without_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.execution import ExecutionConfigError
+
+    monkeypatch.setenv("DRIFTLOOP_LAKE", "s3")
+    monkeypatch.delenv("DRIFTLOOP_LAKE_URL", raising=False)
+    with pytest.raises(ExecutionConfigError, match="DRIFTLOOP_LAKE_URL=s3://bucket/prefix"):
+        load_pod_settings()
+    monkeypatch.setenv("DRIFTLOOP_LAKE", "ceph")
+    with pytest.raises(ExecutionConfigError, match="one of volume, s3"):
+        load_pod_settings()
+
+
+def test_lake_choice_read_from_the_pod_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lake.store: s3`` in the config file alone switches the pods and the workers' steps."""
+    from pipelines.lake import lake_settings
+
+    for key in S3_LAKE:
+        monkeypatch.delenv(key, raising=False)
+    config = yaml.safe_load((REPO_ROOT / "pipelines/config/kubernetes.yaml").read_text())
+    assert config["lake"]["store"] == "volume"  # the default deployment: the shared volume
+    config["lake"] |= {"store": "s3", "url": "s3://bucket/lake", "claim_name": ""}
+    path = tmp_path / "kubernetes.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("DRIFTLOOP_K8S_CONFIG", str(path))
+    settings = load_pod_settings()
+    assert (settings.lake.mode, settings.lake.url) == ("s3", "s3://bucket/lake")
+    assert lake_settings() == settings.lake  # the worker-side steps read the same choice
