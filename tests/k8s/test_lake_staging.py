@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,41 +26,7 @@ from pipelines.lake import (
     staged,
 )
 from tests.k8s.podspecs import REPO_ROOT
-
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto(log_path: Path) -> tuple[subprocess.Popen, str]:
-    """``moto_server`` on a free loopback port; its endpoint URL once it answers."""
-    binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    if not Path(binary).exists():
-        pytest.fail("moto_server missing: install the dev requirements (make setup)")
-    port = free_port()
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"moto_server exited {proc.returncode}: {log_path.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail("moto_server did not listen within 30 s")
+from tests.k8s.s3server import CREDENTIALS, bucket_keys, make_bucket, start_moto
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +35,6 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def make_bucket(endpoint: str) -> str:
-    from pyarrow import fs
-
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    fs.S3FileSystem(
-        endpoint_override=endpoint.split("://")[1],
-        scheme="http",
-        region="us-east-1",
-        access_key="testing",
-        secret_key="testing",
-        allow_bucket_creation=True,
-    ).create_dir(bucket)
-    return bucket
 
 
 @pytest.fixture()
@@ -110,11 +57,7 @@ def get(filesystem, key: str) -> bytes:
 
 
 def keys(filesystem, settings: LakeSettings) -> set[str]:
-    from pyarrow import fs
-
-    root = f"{settings.bucket}/{settings.prefix}"
-    infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True, allow_not_found=True))
-    return {i.path[len(root) + 1 :] for i in infos if i.type == fs.FileType.File}
+    return bucket_keys(filesystem, settings.bucket, settings.prefix)
 
 
 def test_settings_are_checked() -> None:

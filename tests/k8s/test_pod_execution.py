@@ -6,9 +6,11 @@ engine or image fails; ``make test`` skips them.
 
 The pods are the ones kubernetes mode submits (built by the provider from the
 DAGs), run with their image, command, env, user and resource limits; the XCom
-sidecar's volume is a host folder and ``return.json`` becomes the XCom. One full
-``training_pipeline`` run goes through it: the light tasks in-process, every
-heavy task in a container.
+sidecar's volume is a host folder and ``return.json`` becomes the XCom. Full
+``training_pipeline`` runs go through it, the light tasks in-process and every
+heavy task in a container: once with the lake on a shared volume (a host
+folder), once with the lake in object storage (``DRIFTLOOP_LAKE=s3`` on a
+``moto_server`` at 127.0.0.1, MLflow as a server as in the cluster).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,131 @@ def test_training_pipeline_in_kubernetes_mode(
     assert refit_run.data.tags["trigger_reason"] == "kubernetes-mode test"
     # studies were written by the tune containers into the shared lake
     assert (pod_env / "lake" / "runs").exists()
+
+
+@pytest.fixture()
+def s3_lake(pod_env: Path, postgres_stores: dict, monkeypatch: pytest.MonkeyPatch):
+    """The lake in a bucket of moto_server; MLflow a server with its own artifact store.
+
+    Nothing is shared through the file system any more: the pods get an empty
+    scratch folder at the lake's path (no claim), the in-process steps work on
+    their own local copy (``pod_env``), and both stage through the bucket. The
+    pods use the host's network (``postgres_stores``), so both servers listen on
+    127.0.0.1 only.
+    """
+    from pipelines.lake import s3_filesystem
+    from tests.k8s.s3server import CREDENTIALS, free_port, make_bucket, start_moto, wait_for_port
+
+    logs = pod_env.parent / "servers"
+    logs.mkdir()
+    moto, endpoint = start_moto(logs / "moto.log")
+    mlflow_port = free_port()
+    with (logs / "mlflow.log").open("w") as log:
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                postgres_stores["MLFLOW_TRACKING_URI"],
+                "--artifacts-destination",
+                str(logs / "mlflow-artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for key, value in CREDENTIALS.items():
+            monkeypatch.setenv(key, value)
+        bucket = make_bucket(endpoint)
+        wait_for_port(mlflow_port, server, logs / "mlflow.log", 180)
+        lake = {
+            "DRIFTLOOP_LAKE": "s3",
+            "DRIFTLOOP_LAKE_URL": f"s3://{bucket}/driftloop",
+            "DRIFTLOOP_LAKE_ENDPOINT": endpoint,
+        }
+        tracking = f"http://127.0.0.1:{mlflow_port}"
+        env_dir = Path(os.environ["DRIFTLOOP_POD_ENV_DIR"])
+        config = {
+            "MLFLOW_TRACKING_URI": tracking,
+            "DRIFTLOOP_OPTUNA_STORAGE": postgres_stores["DRIFTLOOP_OPTUNA_STORAGE"],
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+        (env_dir / "driftloop-config.env").write_text(
+            "".join(f"{k}={v}\n" for k, v in config.items())
+        )
+        (env_dir / "driftloop-secrets.env").write_text(
+            "".join(f"{k}={v}\n" for k, v in CREDENTIALS.items())
+        )
+        for key, value in {**lake, "MLFLOW_TRACKING_URI": tracking}.items():
+            monkeypatch.setenv(key, value)
+        # no claim to mount: a pod that still asked for the lake volume would fail to start
+        monkeypatch.delenv("DRIFTLOOP_POD_VOLUMES")
+        from pipelines.lake import make_settings
+
+        settings = make_settings("s3", lake["DRIFTLOOP_LAKE_URL"], endpoint)
+        yield settings, s3_filesystem(settings)
+    finally:
+        server.terminate()
+        moto.terminate()
+        server.wait(timeout=30)
+        moto.wait(timeout=10)
+
+
+@pytest.mark.airflow
+@pytest.mark.spark
+@pytest.mark.postgres
+def test_training_pipeline_in_kubernetes_mode_with_the_lake_in_s3(
+    pod_env: Path, s3_lake: tuple, airflow_db: Path
+) -> None:
+    """The whole DAG with DRIFTLOOP_LAKE=s3: every step stages its lake paths through the bucket."""
+    import mlflow
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.k8s.s3server import bucket_keys
+    from training.mlflow_utils import configure
+
+    settings, filesystem = s3_lake
+    bag = DagBag(dag_folder=str(DAGS_DIR))
+    dag = bag.dags["training_pipeline"]
+    featurize = dag.get_task("featurize")
+    assert not [v for v in featurize.volumes if v.persistent_volume_claim], "lake claim mounted"
+    model = "k8s-s3-review-sentiment"
+    run = dag.test(
+        run_conf={
+            "families": ["logreg"],
+            "n_trials": 2,
+            "family_timeout_s": 120,
+            "data_path": "",
+            "synthetic_rows": 600,
+            "model_name": model,
+            "reason": "object-storage lake test",
+        }
+    )
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+    assert all(s.endswith("success") for s in states.values()), states
+    configure()
+    version = mlflow.MlflowClient().get_model_version_by_alias(model, "champion")
+    assert mlflow.MlflowClient().get_run(version.run_id).data.tags["trigger_reason"] == (
+        "object-storage lake test"
+    )
+    keys = bucket_keys(filesystem, settings.bucket, settings.prefix)
+    runs = {k.split("/")[2] for k in keys if k.startswith("lake/runs/")}
+    assert len(runs) == 1, keys
+    run_dir = f"lake/runs/{runs.pop()}"
+    # written by ingest and validate_raw in the worker, uploaded, read by the featurize pod
+    assert any(k.startswith(f"{run_dir}/") and "accepted" in k for k in keys), keys
+    # written by Spark in the featurize pod's scratch lake, uploaded when the pod succeeded
+    features = [k for k in keys if k.startswith(f"{run_dir}/spark/features/")]
+    assert any(k.endswith(".parquet") for k in features), keys
+    assert f"{run_dir}/spark/stats.json" in keys
+    # the worker's steps after featurize (plan_search, evaluate, register) read the
+    # features from their own copy: staged down from the bucket, byte for byte
+    local = pod_env / features[0]
+    with filesystem.open_input_stream(f"{settings.bucket}/{settings.prefix}/{features[0]}") as src:
+        assert local.read_bytes() == src.read()
