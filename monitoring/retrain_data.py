@@ -117,6 +117,9 @@ def champion_snapshot(model_name: str) -> dict[str, Any] | None:
         )
         return None
     manifest_path = run_dir_for(airflow_run) / "manifest.json"
+    from pipelines.lake import ensure_local
+
+    ensure_local(run_dir_for(airflow_run))  # the object-storage lake: an older run's folder
     if not manifest_path.is_file():
         log.warning(
             "champion %s v%s: training snapshot manifest %s is gone",

@@ -13,7 +13,8 @@ deployment:
   Params, plus the folders of ``DRIFTLOOP_LAKE_STAGE``) are downloaded; after
   it succeeds, every file it added or changed under the lake is uploaded, and
   every downloaded file it removed is deleted from the bucket. A failed task
-  uploads nothing. The task functions never see the object store.
+  uploads nothing. The task functions never see the object store, except
+  through ``ensure_local`` for a path they learn along the way.
 
 Settings (environment first, then the ``lake`` section of the pod config
 ``pipelines/config/kubernetes.yaml`` or ``DRIFTLOOP_K8S_CONFIG``):
@@ -183,6 +184,7 @@ class ObjectLake:
         self.home = Path(os.path.normpath(os.path.abspath(home)))
         self.fs = filesystem if filesystem is not None else s3_filesystem(settings)
         self.staged: set[str] = set()
+        self.fetched: dict[str, tuple[int, int]] = {}
 
     def key(self, relative: str) -> str:
         parts = [self.settings.bucket, self.settings.prefix, relative]
@@ -234,6 +236,17 @@ class ObjectLake:
             count += 1
         return count
 
+    def fetch(self, relative: str) -> int:
+        """Download ``relative`` while the task runs; the copies do not count as its writes."""
+        count = self.download(relative)
+        now = self.snapshot()
+        self.fetched |= {
+            rel: state
+            for rel, state in now.items()
+            if rel == relative or rel.startswith(relative + "/")
+        }
+        return count
+
     def stage_in(self, values: Any) -> dict[str, int]:
         """Download every lake path ``values`` names; files copied per path."""
         return {rel: self.download(rel) for rel in self.named_paths(values)}
@@ -256,7 +269,8 @@ class ObjectLake:
     def stage_out(self, before: Mapping[str, tuple[int, int]]) -> tuple[list[str], list[str]]:
         """Upload files added or changed since ``before``; delete staged files that are gone."""
         after = self.snapshot()
-        uploaded = sorted(rel for rel, state in after.items() if before.get(rel) != state)
+        known = {**before, **self.fetched}
+        uploaded = sorted(rel for rel, state in after.items() if known.get(rel) != state)
         for rel in uploaded:
             with (
                 open(self.home / rel, "rb") as src,
@@ -267,6 +281,37 @@ class ObjectLake:
         for rel in deleted:
             self.fs.delete_file(self.key(rel))
         return uploaded, deleted
+
+
+_ACTIVE: list[ObjectLake] = []  # the lake of the task running in this process, if staged
+
+
+def ensure_local(path: str | Path) -> bool:
+    """Make sure a lake path a task found indirectly (not in its inputs) is on local disk.
+
+    For code that reads a lake path it learnt along the way (from an MLflow tag,
+    say): with the S3 lake the file or folder is downloaded if it is not here
+    yet; with the volume lake, or outside the lake, nothing happens. True when
+    the path exists locally afterwards.
+    """
+    local = Path(path)
+    if local.exists():
+        return True
+    settings = lake_settings()
+    if settings.mode != "s3":
+        return False
+    if _ACTIVE:
+        lake = _ACTIVE[-1]
+    else:
+        from core.settings import get_settings
+
+        lake = ObjectLake(settings, get_settings().home)
+    relative = lake.relative(str(local))
+    if relative is None:
+        return False
+    count = lake.fetch(relative)
+    log.info("lake %s: fetched %d files of %s", settings.url, count, relative)
+    return local.exists()
 
 
 @contextmanager
@@ -298,7 +343,11 @@ def staged(
         ", ".join(f"{rel} ({n})" for rel, n in counts.items()) or "nothing",
     )
     before = lake.snapshot()
-    yield lake
+    _ACTIVE.append(lake)
+    try:
+        yield lake
+    finally:
+        _ACTIVE.remove(lake)
     uploaded, deleted = lake.stage_out(before)
     log.info(
         "lake %s: uploaded %d files, deleted %d: %s",

@@ -53,6 +53,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.execution import heavy_task, lake_task
+from pipelines.lake import staged_task
 from pipelines.links import links
 from pipelines.params import INFER, params_markdown, source_names, use_case_choices
 
@@ -220,6 +221,7 @@ def drift_check() -> None:
         return run(window, reference, params["thresholds"], params["use_case"])
 
     @task.short_circuit
+    @staged_task
     def decide(
         drift: dict[str, Any], performance: dict[str, Any], late: dict[str, Any]
     ) -> dict[str, Any] | None:

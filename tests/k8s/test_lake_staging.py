@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -228,3 +229,33 @@ def test_pod_runtime_without_lake_url_fails_clearly(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "DRIFTLOOP_LAKE_URL=s3://bucket/prefix" in done.stderr
     assert not (tmp_path / "return.json").exists()
+
+
+def test_ensure_local_fetches_a_path_found_along_the_way(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lake path no input named (an older run's folder, from an MLflow tag) comes down on demand."""
+    from pipelines.lake import ensure_local
+
+    settings, filesystem = s3
+    root = f"{settings.bucket}/{settings.prefix}"
+    put(filesystem, f"{root}/lake/runs/old/manifest.json", b'{"data_sha256": "x"}')
+    put(filesystem, f"{root}/lake/runs/old/snapshots/a.csv", b"a,b")
+    home = tmp_path / "home"
+    for key, value in {**settings.env(), "DRIFTLOOP_HOME": str(home)}.items():
+        monkeypatch.setenv(key, value)
+    old_run = home / "lake" / "runs" / "old"
+    assert not ensure_local(home / "lake" / "runs" / "never")
+    assert not ensure_local("/usr/share/no-such-folder")
+    caplog.set_level("INFO", logger="pipelines.lake")
+    with staged([], settings, home, filesystem):
+        assert ensure_local(old_run)
+        assert (old_run / "snapshots" / "a.csv").read_bytes() == b"a,b"
+        (home / "lake" / "runs" / "new.json").write_text("{}")
+    # the fetched copies are not the task's writes: only its own file went up
+    assert "uploaded 1 files" in caplog.text
+    assert "lake/runs/new.json" in keys(filesystem, settings)
+    # outside a staged task too (a plain call with the S3 lake configured)
+    shutil.rmtree(old_run)
+    assert ensure_local(old_run / "manifest.json")
+    assert (old_run / "manifest.json").read_bytes() == b'{"data_sha256": "x"}'
