@@ -524,7 +524,13 @@ def register_candidate(
         "decision thresholds %s: %s",
         model_name,
         result["version"],
-        "PROMOTED to champion" if result["promoted"] else "kept as challenger",
+        "PROMOTED to champion"
+        if result["promoted"]
+        else (
+            "kept as challenger, AWAITING shadow traffic (re-gated daily by drift_check)"
+            if result.get("awaiting_shadow")
+            else "kept as challenger"
+        ),
         ((decision.get("policy") or {}).get("primary") or {}).get("metric", "test metric"),
         decision.get("challenger_value"),
         decision.get("champion_value"),

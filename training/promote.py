@@ -70,6 +70,14 @@ OVERALL = "overall"
 # Model-version tag values are bounded; the full report is also a run artifact.
 MAX_REPORT_TAG_CHARS = 4900
 DIRECTIONS = ("higher", "lower")
+# `gate.decision` tag of a registered version: what the gate (or the daily re-gate) made of it.
+TAG_DECISION = "gate.decision"
+PROMOTED = "promoted"
+HELD_BACK = "held_back"
+AWAITING_SHADOW = "awaiting_shadow"
+SUPERSEDED = "superseded"
+# Live statuses after which a challenger that passes offline waits for shadow traffic.
+NOT_YET_JUDGED = ("too_few_rows", "unavailable")
 
 
 class GatePolicyError(ValueError):
@@ -159,12 +167,17 @@ class LivePolicy:
 
     Judged only when at least `min_labelled_rows` shadow-scored requests of this pair of
     versions, predicted in the last `window_days`, have a feedback label; otherwise the gate
-    says so and decides on the offline checks alone.
+    says so and decides on the offline checks alone, unless `hold_for_shadow`: then a
+    challenger that passes offline is not promoted at registration but keeps the `challenger`
+    alias, is shadow-scored, and is decided by the daily re-gate (`training.regate`) once
+    enough labelled rows exist, or held back after `max_wait_days` without them.
     """
 
     metrics: tuple[MetricRule, ...]
     min_labelled_rows: int = 200
     window_days: float = 30.0
+    hold_for_shadow: bool = False
+    max_wait_days: float = 14.0
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -182,6 +195,13 @@ class LivePolicy:
         _finite("live.window_days", self.window_days)
         if self.window_days <= 0:
             raise GatePolicyError(f"live.window_days must be > 0, got {self.window_days}")
+        if not isinstance(self.hold_for_shadow, bool):
+            raise GatePolicyError(
+                f"live.hold_for_shadow must be true or false, got {self.hold_for_shadow!r}"
+            )
+        _finite("live.max_wait_days", self.max_wait_days)
+        if self.max_wait_days <= 0:
+            raise GatePolicyError(f"live.max_wait_days must be > 0, got {self.max_wait_days}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +214,8 @@ class LivePolicy:
             },
             "min_labelled_rows": self.min_labelled_rows,
             "window_days": self.window_days,
+            "hold_for_shadow": self.hold_for_shadow,
+            "max_wait_days": self.max_wait_days,
         }
 
 
@@ -284,13 +306,19 @@ def policy_from_dict(data: Mapping[str, Any]) -> GatePolicy:
     if live is not None:
         if not isinstance(live, Mapping):
             raise GatePolicyError(
-                "live must be a mapping {metrics, min_labelled_rows, window_days}"
+                "live must be a mapping {metrics, min_labelled_rows, window_days, ...}"
             )
-        _known("live", live, ("metrics", "min_labelled_rows", "window_days"))
+        _known(
+            "live",
+            live,
+            ("metrics", "min_labelled_rows", "window_days", "hold_for_shadow", "max_wait_days"),
+        )
         live_policy = LivePolicy(
             metrics=tuple(_rules("live.metrics", live.get("metrics"), ("direction", "tolerance"))),
             min_labelled_rows=int(live.get("min_labelled_rows", LivePolicy.min_labelled_rows)),
             window_days=float(live.get("window_days", LivePolicy.window_days)),
+            hold_for_shadow=live.get("hold_for_shadow", LivePolicy.hold_for_shadow),
+            max_wait_days=float(live.get("max_wait_days", LivePolicy.max_wait_days)),
         )
     bins = segments.get("bins")
     return GatePolicy(
@@ -833,7 +861,9 @@ def register_and_gate(
     """Register the run's model, compare it with the champion on the same test split, apply.
 
     The new version gets alias `challenger`; if the gate promotes it, alias
-    `champion` moves to it and `challenger` is removed. Both models are scored
+    `champion` moves to it and `challenger` is removed. With `live.hold_for_shadow`, a
+    version that passes offline while the live check could not judge it is not promoted: it
+    keeps `challenger` (tag `gate.decision` = awaiting_shadow) for `training.regate`. Both models are scored
     at their own decision thresholds (tag `decision_threshold`, else 0.5),
     overall and per segment. The decision and every number compared are
     written to the new version's tags (`gate.*`, `gate.report` as JSON), to
@@ -844,7 +874,7 @@ def register_and_gate(
     offline checks, and `gate.live` says which happened.
     `model_name` None means the use case's registered model name; the policy
     defaults to the use case's gate.yaml.
-    Returns {"version", "promoted", "decision", "champion_version"}.
+    Returns {"version", "promoted", "awaiting_shadow", "decision", "champion_version"}.
     """
     uc = get_use_case(use_case)
     FEATURE_CONTRACT_VERSION = uc.contract.FEATURE_CONTRACT_VERSION
@@ -888,6 +918,20 @@ def register_and_gate(
             **{f"test_{k}": _fmt(v) for k, v in challenger_scores.overall.items()},
         },
     )
+    previous = mlflow_utils.alias_version(model_name, CHALLENGER)
+    if previous is not None and (previous.tags or {}).get(TAG_DECISION) == AWAITING_SHADOW:
+        # It loses the alias (so shadow scoring) to this version before a live verdict.
+        mlflow_utils.set_version_tags(
+            model_name,
+            str(previous.version),
+            {TAG_DECISION: SUPERSEDED, "gate.superseded_by": version},
+        )
+        log.info(
+            "gate %s v%s: was awaiting shadow traffic, superseded by v%s as challenger",
+            model_name,
+            previous.version,
+            version,
+        )
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version)
 
     current = mlflow_utils.alias_version(model_name, CHAMPION)
@@ -922,10 +966,29 @@ def register_and_gate(
             decision = decide_promotion(challenger_scores, champion_scores, policy, live)
     if segment_note:
         decision = replace(decision, reason=decision.reason + segment_note)
+    offline_reason = decision.reason
+    awaiting = bool(
+        decision.promote
+        and policy.live is not None
+        and policy.live.hold_for_shadow
+        and decision.live.get("status") in NOT_YET_JUDGED
+    )
+    if awaiting:
+        assert policy.live is not None
+        decision = replace(
+            decision,
+            promote=False,
+            reason=f"awaiting shadow traffic: passes the offline checks, so v{version} stays "
+            f"challenger, shadow-scored next to champion v{champion_version}, until the daily "
+            f"re-gate finds at least {policy.live.min_labelled_rows} labelled shadow-scored "
+            f"rows (live.hold_for_shadow; held back after live.max_wait_days "
+            f"{policy.live.max_wait_days:g} without them). Offline: {offline_reason}",
+        )
 
     thresholds = {"challenger": challenger_threshold, "champion": champion_threshold}
     record = {
         **decision.as_dict(),
+        "awaiting_shadow": awaiting,
         "compared_with_version": champion_version,
         "thresholds": thresholds,
         "policy": policy.as_dict(),
@@ -949,8 +1012,20 @@ def register_and_gate(
             "gate.report": report_tag(decision, thresholds),
             "gate.live": str(decision.live.get("status", "not_configured")),
             "gate.live_labelled_rows": str(decision.live.get("labelled_rows", "")),
+            TAG_DECISION: AWAITING_SHADOW
+            if awaiting
+            else (PROMOTED if decision.promote else HELD_BACK),
+            "gate.offline_reason": offline_reason[:MAX_REPORT_TAG_CHARS],
+            **({"gate.awaiting_since": record["decided_at"]} if awaiting else {}),
         },
     )
+    if awaiting:
+        log.info(
+            "gate %s v%s | awaiting shadow traffic: not promoted now, keeps alias %s",
+            model_name,
+            version,
+            CHALLENGER,
+        )
     if decision.promote:
         mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
         mlflow_client.delete_registered_model_alias(model_name, CHALLENGER)
@@ -971,6 +1046,7 @@ def register_and_gate(
     return {
         "version": version,
         "promoted": decision.promote,
+        "awaiting_shadow": awaiting,
         "decision": record,
         "champion_version": champion_version,
     }
