@@ -30,6 +30,12 @@ its features and the drift checks that fit its kind.
    production rows + the landing folder, each part with rows and sha256
    (monitoring/retrain_data.py); nothing new labelled → no retrain, said in the log.
    Too little traffic → no decision, said so in the log, no alarm.
+7. **regate_challenger** (independent of the steps above): the shadow phase's daily
+   verdict (training/regate.py). When the use case's challenger awaits shadow traffic
+   (gate.yaml `live.hold_for_shadow`), its labelled shadow-scored rows next to the champion
+   decide: promoted, held back (alias removed, shadow scoring stops), or still waiting
+   (held back after `live.max_wait_days`). No such challenger: said so in the log, nothing
+   changes.
 
 Thresholds default to the use case's drift.yaml (reviews:
 `monitoring/config/drift.yaml`, credit: `usecases/credit/drift.yaml`); the `thresholds` Param
@@ -229,6 +235,14 @@ def drift_check() -> None:
 
         return run(drift, performance, run_params(), get_current_context()["run_id"], late)
 
+    @task
+    def regate_challenger() -> dict[str, Any]:
+        from training.regate import regate_challenger as run
+
+        params = run_params()
+        return run(params["use_case"], params["model_name"])
+
+    regate_challenger()
     window = load_window()
     reference = load_reference()
     drift = detect_drift(window, reference)

@@ -108,6 +108,9 @@ def test_drift_check_wiring(dagbag) -> None:
     assert ("decide", "trigger_retrain") in edges
     assert dag.get_task("trigger_retrain").trigger_dag_id == "training_pipeline"
     assert {"thresholds", "retrain", "retrain_data_path", "window_start"} <= set(dag.params)
+    # The shadow phase's daily re-gate runs whatever the drift decision (and in the worker).
+    regate = dag.get_task("regate_challenger")
+    assert not regate.upstream_task_ids and not regate.downstream_task_ids
 
 
 def test_modes_share_task_ids_params_and_graph() -> None:
