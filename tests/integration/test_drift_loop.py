@@ -123,6 +123,11 @@ def test_quiet_day_is_no_decision(dags, champion: str) -> None:
     assert states["trigger_retrain"].endswith("skipped"), states
     ti = next(t for t in run.get_task_instances() if t.task_id == "detect_drift")
     assert ti.xcom_pull(task_ids="detect_drift")["decision"] == "insufficient_data"
+    # The daily re-gate runs whatever the drift verdict; the seed model is champion, so there
+    # is no challenger awaiting shadow traffic: it says so and succeeds.
+    assert states["regate_challenger"].endswith("success"), states
+    regate = ti.xcom_pull(task_ids="regate_challenger")
+    assert regate["status"] == "no_challenger" and regate["model_name"] == MODEL
 
 
 def test_product_day_triggers_retraining_that_registers(
