@@ -201,3 +201,18 @@ def test_regate_without_a_challenger_says_so(
     result = regate_challenger("reviews", model, _holding())
     assert result["status"] == "no_challenger" and "nothing to re-gate" in result["reason"]
     assert _aliases(model) == {"champion": "1"}
+
+
+def test_a_newer_challenger_supersedes_one_still_awaiting_shadow_traffic(
+    runs: dict[str, Any], features_dir: Path, tmp_path: Path
+) -> None:
+    model, url, policy, _ = _awaiting(runs, features_dir, tmp_path)
+    third = register_and_gate(
+        runs["good"]["run_id"], model, str(features_dir), policy, store_url=url
+    )
+
+    assert third["version"] == "3" and third["awaiting_shadow"]
+    assert _aliases(model) == {"champion": "1", "challenger": "3"}
+    old = _tags(model, "2")
+    assert old["gate.decision"] == "superseded" and old["gate.superseded_by"] == "3"
+    assert regate_challenger("reviews", model, policy, store_url=url)["version"] == "3"
