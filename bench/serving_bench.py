@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -599,6 +600,23 @@ def check_under_load(url: str, bodies: Path, concurrency: int = 8) -> dict[str, 
     return {"requests": result["requests"], "statuses": result["statuses"]}
 
 
+def batch_totals(metrics_text: str, use_case: str = "reviews") -> tuple[float, float]:
+    """(reviews, batches) the micro-batchers of every worker have scored, from /metrics."""
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for line in metrics_text.splitlines():
+        name, _, rest = line.partition("{")
+        for suffix in totals:
+            if name == f"driftloop_batch_size_rows{suffix}" and f'use_case="{use_case}"' in rest:
+                totals[suffix] += float(line.rsplit(" ", 1)[1])
+    return totals["_sum"], totals["_count"]
+
+
+def _batch_totals_at(predict_url: str) -> tuple[float, float]:
+    parts = urllib.parse.urlsplit(predict_url)
+    with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/metrics", timeout=10) as answer:
+        return batch_totals(answer.read().decode())
+
+
 def summarise_runs(
     server: str, workers: int, concurrency: int, runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -629,10 +647,17 @@ def summarise_runs(
                     "errors",
                     "loadgen_cpu_seconds",
                     "loadgen_cpu_share",
+                    "mean_batch_rows",
                 )
+                if k in run
             }
             for run in runs
         ],
+        **(
+            {"mean_batch_rows": median("mean_batch_rows")}
+            if all("mean_batch_rows" in run for run in runs)
+            else {}
+        ),
     }
 
 
@@ -877,6 +902,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for round_index in range(args.rounds):
                 for concurrency in args.concurrency:
                     for server in servers:
+                        batched = server.name == "driftloop"
+                        before = _batch_totals_at(server.predict_url) if batched else None
                         measured = run_load(
                             server.predict_url,
                             server.bodies,
@@ -884,12 +911,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             args.duration,
                             warmup=args.warmup,
                         )
+                        if before is not None:
+                            reviews, batches = _batch_totals_at(server.predict_url)
+                            # Warm-up included: the micro-batcher's mean reviews per model call.
+                            measured["mean_batch_rows"] = round(
+                                (reviews - before[0]) / max(batches - before[1], 1.0), 2
+                            )
                         runs.setdefault((server.name, concurrency), []).append(measured)
                         print(
                             f"  round {round_index + 1} {server.name:<9} w={workers} "
                             f"c={concurrency:<3} {measured['rps']:8.1f} req/s  "
                             f"p50 {measured['p50_ms']:7.2f} ms  p99 {measured['p99_ms']:8.2f} ms  "
                             f"errors {measured['errors']}  wrk cpu {measured['loadgen_cpu_share']:.2f}"
+                            + (
+                                f"  reviews/batch {measured['mean_batch_rows']:.1f}"
+                                if "mean_batch_rows" in measured
+                                else ""
+                            )
                         )
             for server in servers:
                 memory.setdefault(server.name, {})[workers] = process_memory(server.item)

@@ -20,8 +20,13 @@ CPU, so a thread hop would only add latency. When to score:
   about half of the clients. Callers therefore name their client (the
   connection's address): a client answered in the previous batch, absent
   from the one being taken and seen in a batch before, is expected back, so
-  the target covers both cohorts and the next batch waits up to `max_wait`
-  for the answered cohort instead of leaving without it. A lone client (or callers that name none) keeps the old rule,
+  the target covers both cohorts and the next batch waits for the answered
+  cohort instead of leaving without it. With named clients a batch waits as
+  long as requests keep arriving (no gap longer than `max_wait`), and no
+  longer in all than the last model call took (at least `max_wait`):
+  answered clients come back one by one, each parsed on this event loop, so
+  a fixed `max_wait` from the first arrival would often close the batch
+  before they are in. A lone client (or callers that name none) keeps the old rule,
   so at concurrency 1 nothing waits;
 - while a batch is being scored, new requests queue up behind it, so batch
   size grows with load on its own.
@@ -97,6 +102,9 @@ class MicroBatcher:
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._immediate = False
         self._target = 1
+        self._named = False  # the target counts named clients, who come back one by one
+        self._last_call_seconds = 0.0
+        self._deadline = 0.0
         self._recent_clients: collections.deque[frozenset[Hashable]] = collections.deque(
             maxlen=_CLIENT_HISTORY
         )
@@ -128,6 +136,14 @@ class MicroBatcher:
         elif self._handle is None:
             loaded = self._target > 1 and self.max_wait_seconds > 0
             self._schedule(loop, immediate=not loaded)
+            if loaded and self._named:
+                # Answered clients come back one request at a time, each parsed on this
+                # loop: wait while they keep arriving, up to as long as the last model call.
+                self._deadline = loop.time() + max(self.max_wait_seconds, self._last_call_seconds)
+        elif self._named and not self._immediate:
+            when = min(loop.time() + self.max_wait_seconds, self._deadline)
+            self._handle.cancel()
+            self._handle = loop.call_at(when, self._flush)
         return await future
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, *, immediate: bool) -> None:
@@ -161,12 +177,16 @@ class MicroBatcher:
         if not groups:
             return
         self._target = self._next_target(groups)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         self.score_now(groups)
+        self._last_call_seconds = loop.time() - started
 
     def _next_target(self, groups: list[_Group]) -> int:
         """This batch's groups plus the previous batch's clients that will come back."""
         clients = frozenset(g.client for g in groups if g.client is not None)
         target = len(groups)
+        self._named = bool(clients)
         if self._recent_clients:
             previous = self._recent_clients[-1]
             earlier = frozenset().union(*list(self._recent_clients)[:-1])

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.serving_bench import Processes, evaluate_targets, process_memory
+from bench.serving_bench import Processes, batch_totals, evaluate_targets, process_memory
 
 
 def _row(server: str, workers: int, conc: int, rps: float, p50: float, p99: float) -> dict:
@@ -83,3 +83,21 @@ def test_memory_lists_each_worker_of_a_process_tree(tmp_path: Path) -> None:
         assert memory["total_rss_mb"] >= sum(memory["worker_rss_mb"])
     finally:
         procs.stop_all()
+
+
+def test_batch_totals_add_up_every_worker_of_one_use_case() -> None:
+    metrics = "\n".join(
+        [
+            "# HELP driftloop_batch_size_rows Reviews per model call.",
+            'driftloop_batch_size_rows_bucket{le="8.0",use_case="reviews"} 3.0',
+            'driftloop_batch_size_rows_sum{pid="11",use_case="reviews"} 96.0',
+            'driftloop_batch_size_rows_count{pid="11",use_case="reviews"} 4.0',
+            'driftloop_batch_size_rows_sum{pid="12",use_case="reviews"} 64.0',
+            'driftloop_batch_size_rows_count{pid="12",use_case="reviews"} 2.0',
+            'driftloop_batch_size_rows_sum{use_case="credit"} 5.0',
+            'driftloop_batch_size_rows_count{use_case="credit"} 5.0',
+        ]
+    )
+
+    assert batch_totals(metrics) == (160.0, 6.0)
+    assert batch_totals(metrics, "credit") == (5.0, 5.0)
