@@ -81,6 +81,19 @@ class _Group:
 _CLIENT_HISTORY = 3
 
 
+def _client_key(client: Any) -> Hashable | None:
+    """A hashable name for the caller: ASGI's `scope["client"]` is [host, port] or (host, port)."""
+    if client is None:
+        return None
+    if isinstance(client, list):
+        return tuple(client)
+    try:
+        hash(client)
+    except TypeError:
+        return None
+    return client
+
+
 class MicroBatcher:
     """Gathers groups of texts and scores them together with the current model."""
 
@@ -123,8 +136,10 @@ class MicroBatcher:
         """Score `texts` (one request's items: texts or rows) in the next batch.
 
         `client` names the caller (e.g. the connection's (host, port)) so the batcher
-        can tell that a client answered earlier will come back; None = unknown.
+        can tell that a client answered earlier will come back; None = unknown. ASGI
+        servers give the address as a tuple or as a list: either is accepted.
         """
+        client = _client_key(client)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scored] = loop.create_future()
         self._pending.append(_Group(texts, future, client))

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from contracts.reviews import RAW_TEXT
 from features.reviews import FEATURE_COLUMNS, build_features
 from serving.app import create_app
-from serving.batching import MicroBatcher
+from serving.batching import MicroBatcher, Scored
 from serving.model import LoadedModel, ModelHolder, ModelNotLoadedError
 from serving.scoring import compile_scorer
 from synthetic.reviews import generate_reviews
@@ -353,3 +353,20 @@ def test_the_target_falls_back_when_clients_leave(holder: ModelHolder) -> None:
     # Merged, the target stays at all eight; b's clients then leave, and after one batch
     # that waited for them in vain the target is a's four again.
     assert asyncio.run(run()) == [4, 4, 4, 8, 8, 8, 8, 4]
+
+
+@pytest.mark.parametrize("client", [["testclient", 50000], ("10.0.0.1", 4321), {"odd": 1}, None])
+def test_any_asgi_client_address_is_accepted(holder: ModelHolder, client: Any) -> None:
+    """ASGI servers and test transports give `scope["client"]` as a list or a tuple: a list
+    once broke every flush (unhashable), leaving its callers waiting for ever."""
+    batcher = MicroBatcher(holder, max_size=64, max_wait_seconds=0.002)
+
+    async def run() -> list[Scored]:
+        return [
+            await asyncio.wait_for(batcher.score(("fine film",), client=client), timeout=5)
+            for _ in range(3)
+        ]
+
+    results = asyncio.run(run())
+
+    assert [len(r.probabilities) for r in results] == [1, 1, 1]
