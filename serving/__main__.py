@@ -63,7 +63,7 @@ def main() -> None:
         created = _prepare_multiprocess_metrics()
         try:
             uvicorn.run(
-                "serving.app:create_app",
+                "serving.worker:create_app",
                 factory=True,
                 workers=settings.workers,
                 timeout_worker_healthcheck=settings.worker_healthcheck_timeout_seconds,
@@ -73,7 +73,7 @@ def main() -> None:
             if created:
                 shutil.rmtree(created, ignore_errors=True)
     else:
-        from serving.app import create_app
+        from serving.worker import create_app
 
         uvicorn.run(create_app(settings), **common)
 
