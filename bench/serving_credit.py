@@ -15,7 +15,8 @@ are reused), on a credit model:
    computes features *and the top-three reason codes* (TreeSHAP) inside the measured time;
    MLflow's server gets the precomputed feature row (`dataframe_split`) of the same client.
 4. Per worker count: both servers started, timed to ready, checked to give the same
-   probabilities, and driven alternately by `bench.loadgen` at each concurrency for
+   probabilities, and driven alternately by `wrk` (one thread, a different client per request,
+   through `bench.serving_bench.run_load`) at each concurrency for
    `--rounds` rounds (medians reported).
 5. Shadow challenger cost: the API with shadow scoring off and on (`--shadow-fraction` of
    rows also scored by the challenger in the background), alternated, at the highest
@@ -403,7 +404,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "duration_seconds": args.duration,
                 "warmup_seconds": args.warmup,
                 "concurrency": list(args.concurrency),
-                "load_generator": "bench.loadgen (closed loop, keep-alive, separate process)",
+                "load_generator": (
+                    "wrk, one thread, closed loop, keep-alive, a different client row per "
+                    "request (bench/wrk_rotate.lua); its own CPU use is in each round"
+                ),
             },
             "machine": {
                 "cpus": os.cpu_count(),

@@ -170,7 +170,7 @@ async def _score(
     _too_long(rt, items, settings.max_text_chars, batch=batch)
     await _rate_limit(runtime, request, route, len(items))
     rt.holder.require()
-    scored = await rt.batcher.score(tuple(items))
+    scored = await rt.batcher.score(tuple(items), client=request.scope.get("client"))
     threshold = scored.model.threshold(settings.decision_threshold)
     probabilities = [float(p) for p in scored.probabilities]
     labels = [int(p >= threshold) for p in probabilities]
