@@ -122,27 +122,30 @@ def _serving(data: dict[str, Any]) -> Iterator[Row]:
 def _serving_credit(data: dict[str, Any]) -> Iterator[Row]:
     load = _load(data.get("machine"))
     results = data["results"]
-    parts = []
-    for concurrency in data["settings"].get("concurrency", [1, 32]):
-        ours = _pick(results, "driftloop", 1, concurrency)
-        theirs = _pick(results, "mlflow", 1, concurrency)
-        if ours and theirs:
+    for workers in data.get("workers", [1]):
+        parts = []
+        for concurrency in data["settings"].get("concurrency", [1, 32]):
+            ours = _pick(results, "driftloop", workers, concurrency)
+            theirs = _pick(results, "mlflow", workers, concurrency)
+            if ours and theirs:
+                parts.append(
+                    f"c{concurrency}: driftloop {_n(ours['rps'])} req/s, p99 "
+                    f"{ours['p99_ms']:.0f} ms; MLflow {_n(theirs['rps'])} req/s, p99 "
+                    f"{theirs['p99_ms']:.0f} ms (driftloop {ours['rps'] / theirs['rps']:.2f}×)"
+                )
+        shadow = data.get("shadow")
+        if shadow and workers == 1:
             parts.append(
-                f"c{concurrency}: driftloop {_n(ours['rps'])} req/s, p99 {ours['p99_ms']:.0f} ms; "
-                f"MLflow {_n(theirs['rps'])} req/s, p99 {theirs['p99_ms']:.0f} ms "
-                f"(driftloop {ours['rps'] / theirs['rps']:.2f}×)"
+                f"shadow challenger on {shadow['fraction']:.0%} of traffic at "
+                f"c{shadow['concurrency']}: champion p99 {shadow['p99_change_percent']:+.1f} %"
             )
-    shadow = data.get("shadow")
-    if shadow:
-        parts.append(
-            f"shadow challenger on {shadow['fraction']:.0%} of traffic at c{shadow['concurrency']}: "
-            f"champion p99 {shadow['p99_change_percent']:+.1f} %"
+        noun = "worker" if workers == 1 else "workers"
+        yield (
+            f"serving, credit use case, {workers} {noun} (driftloop validates the raw row, "
+            "computes the features and three reason codes; MLflow gets feature rows, returns "
+            "probabilities)",
+            "; ".join(parts) + load,
         )
-    yield (
-        "serving, credit use case, 1 worker (driftloop validates the raw row, computes the "
-        "features and three reason codes; MLflow gets feature rows, returns probabilities)",
-        "; ".join(parts) + load,
-    )
 
 
 def _features_tuning(data: dict[str, Any]) -> Iterator[Row]:
