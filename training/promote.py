@@ -35,7 +35,7 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +161,20 @@ LIVE_METRICS = ("roc_auc", "balanced_accuracy", "f1", "log_loss", "brier")
 LIVE = "live"
 
 
+def _rules_dict(rules: Sequence[MetricRule], *, segments: bool = False) -> dict[str, Any]:
+    """Metric rules as plain data (tags, reports): direction and tolerances per metric."""
+    out: dict[str, Any] = {}
+    for rule in rules:
+        entry: dict[str, Any] = {
+            "direction": "higher" if rule.higher_is_better else "lower",
+            "tolerance": rule.tolerance,
+        }
+        if segments:
+            entry["segment_tolerance"] = rule.on_segments
+        out[rule.name] = entry
+    return out
+
+
 @dataclass(frozen=True)
 class LivePolicy:
     """Champion vs challenger on live labelled traffic (the prediction log's shadow pairs).
@@ -205,13 +219,7 @@ class LivePolicy:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "metrics": {
-                m.name: {
-                    "direction": "higher" if m.higher_is_better else "lower",
-                    "tolerance": m.tolerance,
-                }
-                for m in self.metrics
-            },
+            "metrics": _rules_dict(self.metrics),
             "min_labelled_rows": self.min_labelled_rows,
             "window_days": self.window_days,
             "hold_for_shadow": self.hold_for_shadow,
@@ -263,14 +271,7 @@ class GatePolicy:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "metrics": {
-                m.name: {
-                    "direction": "higher" if m.higher_is_better else "lower",
-                    "tolerance": m.tolerance,
-                    "segment_tolerance": m.on_segments,
-                }
-                for m in self.metrics
-            },
+            "metrics": _rules_dict(self.metrics, segments=True),
             "primary": {"metric": self.primary_metric, "min_improvement": self.min_improvement},
             "segments": {
                 "column": self.segments.column,
