@@ -61,6 +61,18 @@ def keys(filesystem, settings: LakeSettings) -> set[str]:
     return bucket_keys(filesystem, settings.bucket, settings.prefix)
 
 
+def _run_pod_runtime(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The pod entry point as a task pod runs it, in a child process with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.pod_runtime"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_settings_are_checked() -> None:
     assert make_settings(None) == LakeSettings()
     assert make_settings("VOLUME").mode == "volume"
@@ -192,14 +204,7 @@ def test_pod_runtime_stages_around_the_shipped_function(s3, tmp_path: Path) -> N
         "DRIFTLOOP_TASK_CONTEXT": json.dumps({"params": {}, "run_id": "r2"}),
         "DRIFTLOOP_XCOM_PATH": str(tmp_path / "return.json"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.pod_runtime"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _run_pod_runtime(env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads((tmp_path / "return.json").read_text()) == {
         "sum_path": str(run_dir / "sum.txt")
@@ -218,14 +223,7 @@ def test_pod_runtime_without_lake_url_fails_clearly(tmp_path: Path) -> None:
         "DRIFTLOOP_TASK_ARGS": "{}",
         "DRIFTLOOP_XCOM_PATH": str(tmp_path / "return.json"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.pod_runtime"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _run_pod_runtime(env)
     assert done.returncode != 0
     assert "DRIFTLOOP_LAKE_URL=s3://bucket/prefix" in done.stderr
     assert not (tmp_path / "return.json").exists()
