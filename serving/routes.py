@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from core.usecases import DEFAULT_USE_CASE, get_use_case
 from serving.deps import AdminDep, HolderDep, ModelDep, RuntimeDep
+from serving.lean_route import LeanRoute, request_only
 from serving.metrics import CONTENT_TYPE
 from serving.model import LoadedModel, ModelLoadError
 from serving.query import strict_bool
@@ -56,7 +57,7 @@ else:
 LABEL_NAMES: dict[int, str] = dict(_DEFAULT.contract.LABEL_NAMES)
 FEATURE_COLUMNS: tuple[str, ...] = tuple(_DEFAULT.features.FEATURE_COLUMNS)
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 
 _NO_MODEL: dict[int | str, dict[str, Any]] = {
@@ -129,11 +130,13 @@ async def _rate_limit(runtime: ServingRuntime, request: Request, route: str, cos
         )
 
 
+# What json.dumps(payload, ensure_ascii=False) builds on every call, built once.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _json(payload: dict[str, Any], status_code: int = 200) -> Response:
     return Response(
-        json.dumps(payload, ensure_ascii=False).encode(),
-        status_code=status_code,
-        media_type="application/json",
+        _encode(payload).encode(), status_code=status_code, media_type="application/json"
     )
 
 
@@ -181,6 +184,7 @@ def _body_errors(error: ValidationError) -> RequestValidationError:
         ],
     },
 )
+@request_only
 async def predict(request: Request) -> Response:
     """P(positive) for one review from the champion model.
 
@@ -202,8 +206,9 @@ async def predict(request: Request) -> Response:
         raise _too_long(len(text), settings.max_text_chars, ("body", "text"))
     await _rate_limit(runtime, request, "/predict", 1)
     runtime.holder.require()
-    request_id: str = request.state.request_id
-    scored = await runtime.batcher.score((text,), client=request.scope.get("client"))
+    scope = request.scope
+    request_id: str = scope["state"]["request_id"]
+    scored = await runtime.batcher.score((text,), client=scope.get("client"))
     probability = float(scored.probabilities[0])
     label = int(probability >= scored.model.threshold(settings.decision_threshold))
     runtime.log_predictions((request_id,), (text,), scored, (label,))

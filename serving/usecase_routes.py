@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.batching import MicroBatcher, Scored
+from serving.lean_route import LeanRoute, request_only
 from serving.model import ModelHolder
 from serving.prediction_log import PredictionLog, UnknownRequestError
 from serving.query import strict_bool
@@ -109,8 +110,11 @@ class UseCaseRuntime:
         record_predictions(log, request_ids, raws, scored, labels)
 
 
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False)
+
+
 def _json(payload: dict[str, Any]) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False).encode(), media_type="application/json")
+    return Response(_encode(payload).encode(), media_type="application/json")
 
 
 def _body_errors(error: ValidationError) -> RequestValidationError:
@@ -278,7 +282,9 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
     """Register `/v1/<name>/predict`, `/predict/batch` and `/model-info` on `app`."""
     name = use_case.name
-    router = APIRouter(prefix=f"{V1_PREFIX}/{name}", tags=[f"use case: {name}"])
+    router = APIRouter(
+        prefix=f"{V1_PREFIX}/{name}", tags=[f"use case: {name}"], route_class=LeanRoute
+    )
     show_features = {
         "name": "return_features",
         "in": "query",
@@ -300,6 +306,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
         },
         name=f"{name}_predict",
     )
+    @request_only
     async def predict(request: Request) -> Response:
         return_features = strict_bool(request, "return_features")
         rt: UseCaseRuntime = request.app.state.use_cases[name]
@@ -307,7 +314,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
             body = rt.use_case.request_model.model_validate_json(await request.body())
         except ValidationError as error:
             raise _body_errors(error) from None
-        request_id: str = request.state.request_id
+        request_id: str = request.scope["state"]["request_id"]
         scored, predictions = await _score(
             request,
             rt,
@@ -334,6 +341,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
         },
         name=f"{name}_predict_batch",
     )
+    @request_only
     async def predict_batch(request: Request) -> Response:
         rt: UseCaseRuntime = request.app.state.use_cases[name]
         try:
@@ -348,7 +356,7 @@ def add_use_case_routes(app: FastAPI, use_case: ServedUseCase) -> None:
                 detail=f"{len(rows)} rows in one request; at most {limit} are accepted "
                 "(DRIFTLOOP_MAX_BATCH_REVIEWS): split the request",
             )
-        request_id: str = request.state.request_id
+        request_id: str = request.scope["state"]["request_id"]
         item_ids = [f"{request_id}-{i}" for i in range(len(rows))]
         items = [rt.use_case.item_of(row) for row in rows]
         scored, predictions = await _score(
