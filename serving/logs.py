@@ -30,6 +30,11 @@ _STANDARD = frozenset(
 )
 
 
+# What json.dumps(payload, default=str, ensure_ascii=False) builds on every call, built once:
+# a line is formatted per request.
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
     """ts, level, logger, msg, request_id (when serving one), extras, exception."""
 
@@ -48,7 +53,7 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        return _encode(payload)
 
 
 def log_config(level: str = "INFO", json_logs: bool = True) -> dict[str, Any]:

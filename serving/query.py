@@ -14,6 +14,8 @@ _BOOLEANS = {"true": True, "false": False}
 
 def strict_bool(request: Request, name: str) -> bool:
     """A boolean query parameter: `true` or `false`, given at most once (absent = false)."""
+    if not request.scope.get("query_string"):  # no query at all: skip parsing one
+        return False
     values = request.query_params.getlist(name)
     if not values:
         return False
