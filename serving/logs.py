@@ -14,6 +14,7 @@ import contextvars
 import json
 import logging
 import logging.config
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,12 +36,40 @@ _STANDARD = frozenset(
 _encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
+# The last second a timestamp was written for and its text up to the seconds, swapped as one
+# tuple so threads that log at once never pair one second with another's text.
+_second: tuple[float, str] = (-1.0, "")
+
+
+def iso_millis(created: float) -> str:
+    """`datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`, cheaper.
+
+    The date and time of day are formatted once per second (a line is written per request);
+    the microseconds are rounded exactly as `datetime.fromtimestamp` rounds them (half to
+    even, carrying into the next second) before truncating to milliseconds.
+    """
+    global _second
+    fraction, whole = math.modf(created)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole += 1.0
+        micros -= 1_000_000
+    elif micros < 0:  # before 1970: modf keeps the sign
+        whole -= 1.0
+        micros += 1_000_000
+    second, text = _second
+    if second != whole:
+        text = datetime.fromtimestamp(whole, UTC).isoformat(timespec="seconds")[:-6]
+        _second = (whole, text)
+    return f"{text}.{micros // 1000:03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """ts, level, logger, msg, request_id (when serving one), extras, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": iso_millis(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -49,7 +78,7 @@ class JsonFormatter(logging.Formatter):
         if request_id is not None:
             payload["request_id"] = request_id
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key[:1] != "_":
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)

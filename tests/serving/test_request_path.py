@@ -9,7 +9,9 @@ operations, and that the generic machinery is really skipped.
 from __future__ import annotations
 
 import json
+import random
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import fastapi.routing
@@ -20,6 +22,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.config import ServingSettings
 from serving.lean_route import LeanRoute, request_only
+from serving.logs import iso_millis
 from serving.middleware import _with_header, new_request_id
 
 
@@ -249,3 +252,37 @@ def test_request_id_header_replaces_one_the_response_set() -> None:
         (b"x-request-id", b"new"),
     ]
     assert json.dumps(_with_header((), (b"x-request-id", b"a")), default=repr)
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        0.0,
+        1.5,
+        86399.9999999,
+        1_000_000_000.9999995,  # rounds up into the next second
+        1_000_000_000.9999994999,
+        1_000_000_000.0004995,
+        1_764_553_456.0,
+        1_764_553_456.999,
+        1_764_553_456.9995,
+        -0.0000001,
+        -1.5,
+    ],
+)
+def test_access_line_timestamp_is_datetimes_to_the_millisecond(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+    assert iso_millis(created) == expected
+    assert iso_millis(created) == expected  # the cached second gives the same text
+
+
+def test_access_line_timestamp_over_many_times() -> None:
+    rng = random.Random(5)
+    times = sorted(rng.uniform(1.6e9, 1.8e9) for _ in range(2000))
+    times += [t + rng.random() for t in times[:500]]  # the same second again
+
+    for created in times:
+        assert iso_millis(created) == datetime.fromtimestamp(created, UTC).isoformat(
+            timespec="milliseconds"
+        )
