@@ -28,6 +28,9 @@ class RateDecision:
     retry_after_seconds: float = 0.0
 
 
+_ALLOWED = RateDecision(True)  # immutable, so every allowed request shares one
+
+
 class RateLimiter(Protocol):
     rate: float
     burst: int
@@ -65,7 +68,7 @@ class InMemoryRateLimiter:
             self._buckets[client] = (tokens - cost, now)
             if len(self._buckets) > self.max_clients:
                 self._prune(now)
-            return RateDecision(True)
+            return _ALLOWED
         self._buckets[client] = (tokens, now)
         return RateDecision(False, _retry_after(cost - tokens, self.rate))
 
