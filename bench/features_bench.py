@@ -20,7 +20,9 @@ Writes `bench/results/features.json` with rows/s, peak RSS and `speedup_local` /
 `speedup_standalone` (pandas seconds / job seconds, start-up excluded). `--tune` instead
 runs the Spark job on `local[2]` over a grid of settings (shuffle partitions, Arrow batch
 size, input split size), one change at a time in one session, and writes
-`bench/results/features-tuning.json`.
+`bench/results/features-tuning.json`. Where the time goes (CPU seconds per process and JVM
+thread, Spark's stage metrics, py-spy on the workers): `python -m bench.features_profile`,
+written up in `bench/results/features-profile.md`.
 """
 
 from __future__ import annotations
