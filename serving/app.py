@@ -10,7 +10,8 @@ the first training run has registered a champion.
 
 Shutdown (uvicorn runs it on SIGTERM, after in-flight requests finished):
 score whatever is still queued in the micro-batcher, stop the model loader,
-write every queued prediction-log row, close the rate limiter's connection.
+have the shadow process score and write what was sampled and stop it, write
+every queued prediction-log row, close the rate limiter's connection.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from serving.prediction_log import PredictionLog, log_schema
 from serving.ratelimit import build_rate_limiter
 from serving.routes import router
 from serving.runtime import ServingRuntime
-from serving.shadow import ShadowScorer, keep_challenger_loaded
+from serving.shadow import ShadowScorer
+from serving.shadow_child import ShadowChildConfig
+from serving.shadow_process import ShadowProcess
 from serving.usecase import served_use_case
 from serving.usecase_routes import UseCaseRuntime, add_use_case_routes
 
@@ -155,10 +158,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_feature_schema(name)
     for prediction_log in runtime.prediction_logs:
         await anyio.to_thread.run_sync(prediction_log.start)
-    shadows = [rt for rt in app.state.use_cases.values() if rt.shadow is not None]
-    for rt in shadows:
-        rt.shadow.start()
+    shadow_process: ShadowProcess | None = app.state.shadow_process
     with _mlflow_client_env(settings):
+        if shadow_process is not None:
+            shadow_process.start()
         first_attempt_done = asyncio.Event()
         loader = asyncio.create_task(
             keep_model_loaded(
@@ -189,14 +192,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     name=f"driftloop-model-loader-{name}",
                 )
             )
-        for rt in shadows:
-            model_name = settings.model_name if rt.holder is holder else rt.use_case.model_name
-            loaders.append(
-                asyncio.create_task(
-                    keep_challenger_loaded(rt.shadow, model_name, extra_retry),
-                    name=f"driftloop-challenger-loader-{rt.use_case.name}",
-                )
-            )
         try:
             await asyncio.wait_for(first_attempt_done.wait(), settings.startup_wait_seconds)
         except TimeoutError:
@@ -214,8 +209,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for rt in shadows:
-                await anyio.to_thread.run_sync(rt.shadow.stop, settings.graceful_shutdown_seconds)
+            if shadow_process is not None:
+                await anyio.to_thread.run_sync(
+                    shadow_process.stop, settings.graceful_shutdown_seconds
+                )
             for prediction_log in runtime.prediction_logs:
                 await anyio.to_thread.run_sync(
                     prediction_log.close, settings.graceful_shutdown_seconds
@@ -271,47 +268,75 @@ def _batch_observer(
 
 
 def _prediction_log(
-    settings: ServingSettings, metrics: ServingMetrics, use_case: str, *, shadow: bool = False
+    settings: ServingSettings, metrics: ServingMetrics, use_case: str
 ) -> PredictionLog | None:
-    """The writer of one use case's prediction (or shadow) table; None when logging is off."""
+    """The writer of one use case's prediction table; None when logging is off."""
     if not settings.prediction_log_enabled:
         return None
     schema = log_schema(use_case)
     return PredictionLog(
         settings.prediction_log_url,
-        schema=schema.shadow() if shadow else schema,
+        schema=schema,
         flush_seconds=settings.prediction_log_flush_seconds,
         batch_rows=settings.prediction_log_batch_rows,
         max_queue=settings.prediction_log_max_queue,
         on_written=metrics.log_written.inc,
         on_dropped=metrics.log_dropped.inc,
-        on_depth=metrics.log_queue_depth.labels(
-            schema.shadow().predictions_table if shadow else schema.predictions_table
-        ).set,
+        on_depth=metrics.log_queue_depth.labels(schema.predictions_table).set,
     )
 
 
 def _shadow(
-    settings: ServingSettings, metrics: ServingMetrics, use_case: str
-) -> tuple[ShadowScorer | None, PredictionLog | None]:
-    """The use case's shadow scorer and its log, when DRIFTLOOP_SHADOW_FRACTION > 0."""
+    settings: ServingSettings, metrics: ServingMetrics, use_case: str, model_name: str
+) -> ShadowScorer | None:
+    """The use case's side of shadow scoring, when DRIFTLOOP_SHADOW_FRACTION > 0."""
     if settings.shadow_fraction <= 0.0:
-        return None, None
-    shadow_log = _prediction_log(settings, metrics, use_case, shadow=True)
-    scorer = ShadowScorer(
+        return None
+    return ShadowScorer(
         served_use_case(use_case),
-        ModelHolder(settings.mlflow_tracking_uri, gc_freeze=False, use_case=use_case),
+        model_name=model_name,
         fraction=settings.shadow_fraction,
         alias=settings.shadow_alias,
-        threshold=settings.decision_threshold,
-        prediction_log=shadow_log,
         metrics=metrics,
         max_queue=settings.shadow_max_queue,
         batch_rows=settings.shadow_batch_rows,
-        interval_seconds=settings.shadow_interval_seconds,
-        max_duty=settings.shadow_max_duty,
     )
-    return scorer, shadow_log
+
+
+def _shadow_process(
+    settings: ServingSettings, metrics: ServingMetrics, scorers: list[ShadowScorer]
+) -> ShadowProcess | None:
+    """This worker's shadow-scoring child for every use case with a shadow scorer."""
+    if not scorers:
+        return None
+    config = ShadowChildConfig(
+        use_cases=tuple((s.use_case.name, s.model_name) for s in scorers),
+        alias=settings.shadow_alias,
+        tracking_uri=settings.mlflow_tracking_uri,
+        default_threshold=settings.decision_threshold,
+        # The challenger's alias is looked up at the pace of the other use cases' champions.
+        poll_seconds=max(settings.load_retry_seconds, settings.reload_interval_seconds),
+        nice=settings.shadow_nice,
+        log_enabled=settings.prediction_log_enabled,
+        log_url=settings.prediction_log_url,
+        log_flush_seconds=settings.prediction_log_flush_seconds,
+        log_batch_rows=settings.prediction_log_batch_rows,
+        log_max_queue=settings.prediction_log_max_queue,
+        log_level=settings.log_level,
+        log_json=settings.log_json,
+        environment={
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.registry_max_retries),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.registry_timeout_seconds),
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        },
+    )
+    return ShadowProcess(
+        config,
+        scorers,
+        metrics,
+        batch_rows=settings.shadow_batch_rows,
+        interval_seconds=settings.shadow_interval_seconds,
+    )
 
 
 def create_app(
@@ -368,6 +393,11 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(router)
     app.state.use_cases = _use_case_runtimes(settings, runtime)
+    app.state.shadow_process = _shadow_process(
+        settings,
+        metrics,
+        [rt.shadow for rt in app.state.use_cases.values() if rt.shadow is not None],
+    )
     for name in app.state.use_cases:
         add_use_case_routes(app, served_use_case(name))
     return app
@@ -379,14 +409,14 @@ def _use_case_runtimes(
     """The default use case on the app's own holder, batcher and log; each other one on its own.
 
     Every use case gets its micro-batcher (reporting to the metrics under its name), its
-    prediction-log tables and, when shadow scoring is on, its challenger; the runtime keeps
-    the list of logs so the lifespan starts and drains them all.
+    prediction-log tables and, when shadow scoring is on, its shadow scorer (the shadow table
+    is written by the worker's shadow process); the runtime keeps the list of logs so the
+    lifespan starts and drains them all.
     """
     metrics = runtime.metrics
     logs = [log for log in (runtime.prediction_log,) if log is not None]
-    shadow, shadow_log = _shadow(settings, metrics, DEFAULT_USE_CASE)
+    shadow = _shadow(settings, metrics, DEFAULT_USE_CASE, settings.model_name)
     runtime.shadow = shadow
-    logs += [shadow_log] if shadow_log is not None else []
     runtimes = {
         DEFAULT_USE_CASE: UseCaseRuntime(
             use_case=served_use_case(DEFAULT_USE_CASE),
@@ -408,8 +438,8 @@ def _use_case_runtimes(
             on_batch=_batch_observer(metrics, holder, settings.decision_threshold, name),
         )
         prediction_log = _prediction_log(settings, metrics, name)
-        shadow, shadow_log = _shadow(settings, metrics, name)
-        logs += [log for log in (prediction_log, shadow_log) if log is not None]
+        shadow = _shadow(settings, metrics, name, served_use_case(name).model_name)
+        logs += [prediction_log] if prediction_log is not None else []
         runtimes[name] = UseCaseRuntime(
             served_use_case(name), holder, batcher, prediction_log, shadow
         )

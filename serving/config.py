@@ -206,28 +206,42 @@ class ServingSettings(BaseSettings):
         ge=0.0,
         le=1.0,
         description=(
-            "Share of answered rows also scored, in the background, by the version holding "
-            "shadow_alias (0 = off). Sampled by request id, so a request is in or out for good."
+            "Share of answered rows also scored by the version holding shadow_alias, in a "
+            "low-priority child process of each worker (0 = off). Sampled by request id, so a "
+            "request is in or out for good."
         ),
     )
     shadow_alias: str = Field(default="challenger", min_length=1)
     shadow_max_queue: int = Field(
         default=10_000,
         ge=1,
-        description="Sampled rows waiting for the shadow scorer; beyond this they are skipped.",
+        description=(
+            "Sampled rows waiting to be sent to the shadow process, per use case; beyond "
+            "this they are skipped (counted)."
+        ),
     )
-    shadow_batch_rows: int = Field(default=256, ge=1, description="Rows per shadow model call.")
-    shadow_max_duty: float = Field(
-        default=0.1,
-        gt=0.0,
-        le=1.0,
-        description="Most of the wall time the shadow thread may spend scoring (it sleeps between calls).",
+    shadow_batch_rows: int = Field(
+        default=256,
+        ge=1,
+        description="Rows per batch sent to the shadow process (one message, one model call).",
     )
     shadow_interval_seconds: float = Field(
         default=0.5,
         gt=0.0,
         le=60.0,
-        description="How often the shadow scorer wakes to score what was sampled meanwhile.",
+        description=(
+            "How often the sampled rows are sent to the shadow process (sooner when a full "
+            "batch is queued)."
+        ),
+    )
+    shadow_nice: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description=(
+            "Added to the worker's niceness for its shadow-scoring child process (the OS caps "
+            "niceness at 19), so on a busy machine it gets only CPU the request path leaves over."
+        ),
     )
     prediction_log_enabled: bool = True
     prediction_log_flush_seconds: float = Field(default=0.25, gt=0.0, le=10.0)

@@ -190,8 +190,13 @@ class ServingMetrics:
         )
         self.shadow_seconds = Counter(
             "driftloop_shadow_scoring_seconds",
-            "Time the background thread spent shadow-scoring (features + challenger), by use case.",
+            "Time the shadow process spent shadow-scoring (features + challenger), by use case.",
             ["use_case"],
+            registry=registry,
+        )
+        self.shadow_restarts = Counter(
+            "driftloop_shadow_process_restarts",
+            "Times the shadow-scoring child process died (or failed to start) and was restarted.",
             registry=registry,
         )
         self.shadow_fraction = Gauge(

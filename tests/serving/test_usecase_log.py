@@ -326,7 +326,7 @@ def test_a_full_shadow_queue_skips_rows_instead_of_growing(
         prediction_log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
         shadow_fraction=1.0,
         shadow_max_queue=3,
-        shadow_interval_seconds=30.0,  # the thread does not drain the queue during the request
+        shadow_interval_seconds=30.0,  # the feeder does not drain the queue during the request
         shadow_batch_rows=2,
     )
     app = create_app(settings)
@@ -347,6 +347,122 @@ def test_a_full_shadow_queue_skips_rows_instead_of_growing(
     assert _sample(metrics, "driftloop_shadow_skipped_rows_total", skipped) == 7
     assert _sample(metrics, "driftloop_shadow_scored_rows_total", 'use_case="credit"') == 3
     assert _sample(metrics, "driftloop_shadow_scoring_seconds_total", 'use_case="credit"') > 0
+
+
+def _shadow_app(
+    credit_models: CreditModels, settings_for: Any, champion: str, url: str, **overrides: Any
+) -> Any:
+    settings = settings_for(
+        champion,
+        use_cases="credit",
+        prediction_log_url=url,
+        prediction_log_flush_seconds=0.05,
+        shadow_fraction=1.0,
+        shadow_interval_seconds=0.05,
+        **overrides,
+    )
+    return create_app(settings)
+
+
+def _wait_for(check: Any, what: str) -> None:
+    for _ in range(1200):
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting: {what}")
+
+
+def _challenger_scores(credit_models: CreditModels, rows: list[dict[str, Any]]) -> Any:
+    features = build_features(pd.DataFrame(rows))[list(FEATURE_COLUMNS)]
+    return credit_models.pipelines["2"].predict_proba(features)[:, 1]
+
+
+def test_shadow_scoring_runs_in_a_low_priority_child_process(
+    credit_models: CreditModels,
+    settings_for: Any,
+    champion_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from serving.prediction_log import read_shadow_pairs
+
+    monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    app = _shadow_app(credit_models, settings_for, champion_name, url, shadow_nice=5)
+    rows = credit_models.rows[:30]
+    with TestClient(app) as api:
+        _wait_ready(api, "/v1/credit/model-info")
+        _wait_for(
+            lambda: api.get("/v1/credit/model-info").json()["shadow"]["version"] == "2",
+            "the shadow process loads the challenger",
+        )
+        process = app.state.shadow_process
+        pid = process.pid
+        assert pid is not None and pid != os.getpid()
+        # The child added DRIFTLOOP_SHADOW_NICE to the worker's niceness (capped at 19).
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+        assert process.niceness == expected == os.getpriority(os.PRIO_PROCESS, pid)
+        answer = api.post("/v1/credit/predict/batch", json={"rows": rows}).json()
+        ids = [p["request_id"] for p in answer["predictions"]]
+        assert app.state.use_cases["credit"].shadow.flush(timeout=60)
+        # The rows were scored where the challenger lives: only the child holds it.
+        assert process.pid == pid
+        assert api.get("/v1/credit/model-info").json()["shadow"]["scored_rows"] == len(rows)
+        pairs = read_shadow_pairs(url, before, datetime.now(UTC), use_case="credit")
+    assert sorted(pairs["request_id"]) == sorted(ids)
+    assert set(pairs["challenger_version"]) == {"2"}
+    position = {rid: i for i, rid in enumerate(ids)}
+    expected_scores = _challenger_scores(credit_models, rows)
+    for rid, score in zip(pairs["request_id"], pairs["challenger_score"], strict=True):
+        assert score == pytest.approx(expected_scores[position[rid]], abs=1e-9)
+
+
+def test_a_killed_shadow_process_is_restarted_and_scoring_resumes(
+    credit_models: CreditModels,
+    settings_for: Any,
+    champion_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import signal
+
+    from serving.prediction_log import read_shadow_pairs
+
+    monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    app = _shadow_app(credit_models, settings_for, champion_name, url)
+    shadow = app.state.use_cases["credit"].shadow
+    first, second = credit_models.rows[:10], credit_models.rows[10:25]
+    with TestClient(app) as api:
+        _wait_ready(api, "/v1/credit/model-info")
+        _wait_for(lambda: shadow.version == "2", "the shadow process loads the challenger")
+        api.post("/v1/credit/predict/batch", json={"rows": first})
+        assert shadow.flush(timeout=60)
+        process = app.state.shadow_process
+        killed = process.pid
+        os.kill(killed, signal.SIGKILL)
+        _wait_for(
+            lambda: process.pid not in (None, killed) and shadow.version == "2",
+            "a new shadow process with the challenger",
+        )
+        answer = api.post("/v1/credit/predict/batch", json={"rows": second}).json()
+        assert answer["model_version"] == "1"
+        assert shadow.flush(timeout=60)
+        info = api.get("/v1/credit/model-info").json()["shadow"]
+        metrics = api.get("/metrics").text
+        pairs = read_shadow_pairs(url, before, datetime.now(UTC), use_case="credit")
+    assert process.restarts == 1
+    restarts = re.search(r"^driftloop_shadow_process_restarts_total (\S+)$", metrics, re.M)
+    assert restarts and float(restarts.group(1)) == 1
+    assert info["version"] == "2" and info["scored_rows"] == len(first) + len(second)
+    resumed = {p["request_id"] for p in answer["predictions"]}
+    assert resumed <= set(pairs["request_id"])
+    assert len(pairs) == len(first) + len(second)
 
 
 def test_credit_retrains_from_the_snapshot_api_feedback_and_landing_folder(
