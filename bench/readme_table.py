@@ -138,6 +138,8 @@ def _serving_credit(data: dict[str, Any]) -> Iterator[Row]:
             parts.append(
                 f"shadow challenger on {shadow['fraction']:.0%} of traffic at "
                 f"c{shadow['concurrency']}: champion p99 {shadow['p99_change_percent']:+.1f} %"
+                # A shadow-only re-run carries its own load average (`--shadow-only`).
+                + _load(shadow).replace(" (", " (shadow run: ", 1)
             )
         noun = "worker" if workers == 1 else "workers"
         yield (

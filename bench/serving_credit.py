@@ -2,6 +2,7 @@
 
     python -m bench.serving_credit [--workers 1] [--concurrency 1 32] [--duration 8]
                                    [--rounds 2] [--train-rows 20000] [--shadow-fraction 0.5]
+                                   [--shadow-only]
 
 The same comparison as `bench.serving_bench` (its process, registry and load-generator helpers
 are reused), on a credit model:
@@ -19,11 +20,15 @@ are reused), on a credit model:
    through `bench.serving_bench.run_load`) at each concurrency for
    `--rounds` rounds (medians reported).
 5. Shadow challenger cost: the API with shadow scoring off and on (`--shadow-fraction` of
-   rows also scored by the challenger in the background), alternated, at the highest
-   concurrency; reports p50/p99 of both and the p99 change in per cent.
+   rows also scored by the challenger in the worker's low-priority shadow process),
+   alternated, at the highest concurrency; reports p50/p99 of both, the p99 change in per
+   cent, and the rows the shadow process scored and skipped. Each "on" server is measured
+   only once its shadow process holds the challenger.
 
 Writes `bench/results/serving-credit.json` with the machine's load average before and after:
 on a shared machine the absolute figures move with the load, the ratios less so.
+`--shadow-only` runs steps 1 and 5 only and rewrites only the `shadow` block of the existing
+file (with the load average before and after that measurement in it).
 """
 
 from __future__ import annotations
@@ -258,6 +263,32 @@ def _model_info(item: Started, url: str) -> dict[str, Any]:
     return info
 
 
+def _shadow_counts(item: Started, url: str) -> tuple[int, dict[str, int]]:
+    """Rows the shadow process scored, and skipped by reason, once it stopped making progress.
+
+    Read after the load: the shadow process runs at the lowest CPU priority, so it may still
+    be scoring what it was sent while the load ran (bounded by the queue); waiting for its
+    count to settle is not measured time.
+    """
+    scored, settled_reads = -1, 0
+    for _ in range(60):
+        now = int(_model_info(item, url)["shadow"]["scored_rows"])
+        settled_reads = settled_reads + 1 if now == scored else 0
+        scored = now
+        if settled_reads >= 2:
+            break
+        time.sleep(1.0)
+    skipped: dict[str, int] = {}
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("driftloop_shadow_skipped_rows_total{"):
+            labels, value = line.rsplit(" ", 1)
+            reason = labels.split('reason="', 1)[1].split('"', 1)[0]
+            skipped[reason] = skipped.get(reason, 0) + int(float(value))
+    return scored, skipped
+
+
 def measure_shadow(
     procs: Processes, work: Path, tracking_uri: str, bodies: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -265,6 +296,8 @@ def measure_shadow(
     concurrency = max(args.concurrency)
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     scored = 0
+    skipped: dict[str, int] = {}
+    load_before = _load_average()
     for round_index in range(args.rounds):
         for mode in ("off", "on"):
             fraction = args.shadow_fraction if mode == "on" else 0.0
@@ -275,8 +308,10 @@ def measure_shadow(
                 f"{url}/v1/{USE_CASE}/predict", bodies, concurrency, args.duration, args.warmup
             )
             if mode == "on":
-                time.sleep(2 * 0.5)  # let the background thread catch up before reading
-                scored += int(_model_info(api, url)["shadow"]["scored_rows"])
+                round_scored, round_skipped = _shadow_counts(api, url)
+                scored += round_scored
+                for reason, rows in round_skipped.items():
+                    skipped[reason] = skipped.get(reason, 0) + rows
             else:
                 _model_info(api, url)  # the server must have survived the load, too
             procs.stop(api)
@@ -305,15 +340,49 @@ def measure_shadow(
         "p50_change_percent": round(100 * (on["p50_ms"] / off["p50_ms"] - 1), 1),
         "rps_change_percent": round(100 * (on["rps"] / off["rps"] - 1), 1),
         "shadow_scored_rows": scored,
+        "shadow_skipped_rows": skipped,
         "answered_rows_measured": answered,
+        "load_average_before": load_before,
+        "load_average_after": _load_average(),
         "note": (
-            "shadow_scored_rows counts every row the challenger scored while the load ran "
-            "(warm-up included); answered_rows_measured only the measured requests"
+            "shadow_scored_rows (and shadow_skipped_rows, by reason) count every row sampled "
+            "while the load ran (warm-up included), read once the shadow process stopped "
+            "making progress; answered_rows_measured only the measured requests"
         ),
     }
 
 
 # ---- run ----------------------------------------------------------------------------------------
+
+
+def run_shadow_only(args: argparse.Namespace) -> dict[str, Any]:
+    """Registry, models and request bodies as in `run`, then only the shadow off/on runs."""
+    work = Path(tempfile.mkdtemp(prefix="driftloop-serving-credit-"))
+    procs = Processes()
+    print(f"work folder: {work}")
+    try:
+        train, labels, rows, source = load_clients(args.train_rows, args.request_rows)
+        print(f"data: {source}; {len(train)} training rows, {len(rows)} request rows")
+        tracking_uri = start_registry(procs, work)
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        _version, _challenger, models = train_and_register(train, labels, args.n_estimators)
+        print(f"models: {models}")
+        ours_bodies, _theirs = write_bodies(rows, work)
+        return measure_shadow(procs, work, tracking_uri, ours_bodies, args)
+    finally:
+        procs.stop_all()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_shadow(shadow: dict[str, Any]) -> None:
+    print(
+        f"shadow challenger on {100 * shadow['fraction']:.0f} % of rows, c={shadow['concurrency']}: "
+        f"p99 {shadow['off']['p99_ms']:.2f} -> {shadow['on']['p99_ms']:.2f} ms "
+        f"({shadow['p99_change_percent']:+.1f} %, target <= +10 %; per round "
+        f"{', '.join(f'{c:+.1f} %' for c in shadow['p99_change_percent_by_round'])}), "
+        f"{shadow['shadow_scored_rows']} rows shadow-scored, skipped {shadow['shadow_skipped_rows']}"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -439,10 +508,30 @@ def main(argv: list[str] | None = None) -> int:
         default=0.5,
         help="share of rows the challenger shadow-scores in the shadow run (0: skip it)",
     )
+    parser.add_argument(
+        "--shadow-only",
+        action="store_true",
+        help="run only the shadow off/on comparison; rewrite only the `shadow` block of --output",
+    )
     parser.add_argument("--machine-note", default="", help="recorded as machine.note")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     args = parser.parse_args(argv)
+
+    if args.shadow_only:
+        if args.shadow_fraction <= 0:
+            parser.error("--shadow-only needs --shadow-fraction > 0")
+        if not args.output.is_file():
+            parser.error(f"--shadow-only updates an existing {args.output}; run the full bench")
+        with _terminate_on_sigterm():
+            shadow = run_shadow_only(args)
+        print()
+        _print_shadow(shadow)
+        report = json.loads(args.output.read_text())
+        report["shadow"] = shadow
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"updated the shadow block of {args.output}")
+        return 0
 
     with _terminate_on_sigterm():
         report = run(args)
@@ -450,13 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(report["results"]))
     shadow = report["shadow"]
     if shadow:
-        print(
-            f"shadow challenger on {100 * shadow['fraction']:.0f} % of rows, c={shadow['concurrency']}: "
-            f"p99 {shadow['off']['p99_ms']:.2f} -> {shadow['on']['p99_ms']:.2f} ms "
-            f"({shadow['p99_change_percent']:+.1f} %, target <= +10 %; per round "
-            f"{', '.join(f'{c:+.1f} %' for c in shadow['p99_change_percent_by_round'])}), "
-            f"{shadow['shadow_scored_rows']} rows shadow-scored"
-        )
+        _print_shadow(shadow)
     machine = report["machine"]
     print(
         f"load average before/after: {machine['load_average_before']} / "

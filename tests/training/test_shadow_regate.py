@@ -146,7 +146,7 @@ def test_regate_holds_back_on_a_live_regression_and_stops_shadow_scoring(
     live_rows = [r for r in json.loads(tags["gate.live_report"])["checks"] if r[0] == "live"]
     assert live_rows and all(r[-1] == "regressed" for r in live_rows)
     # Serving's poll of the removed alias says "not found", which the shadow loop treats as
-    # "challenger gone: pause" (serving.shadow.keep_challenger_loaded), not as an error.
+    # "challenger gone: pause" (serving.shadow_child, in the shadow process), not as an error.
     with pytest.raises(ModelNotFoundError):
         shadow.reload_if_changed(model, "challenger")
     # Held back for good: the next daily run finds nothing to re-gate.
