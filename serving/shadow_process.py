@@ -44,7 +44,7 @@ from typing import Any
 
 from serving.metrics import ServingMetrics
 from serving.shadow import ShadowScorer
-from serving.shadow_child import ShadowChildConfig, run_child
+from serving.shadow_child import ShadowChildConfig, main
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class ShadowProcess:
         parent_work, child_work = self._context.Pipe(duplex=False)
         child_status, parent_status = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=run_child,
+            target=main,
             args=(self.config, parent_work, parent_status),
             name="driftloop-shadow",
             daemon=True,

@@ -405,6 +405,10 @@ def test_shadow_scoring_runs_in_a_low_priority_child_process(
         # The child added DRIFTLOOP_SHADOW_NICE to the worker's niceness (capped at 19).
         expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
         assert process.niceness == expected == os.getpriority(os.PRIO_PROCESS, pid)
+        # Linux keeps a niceness per thread: every thread of the child runs at the lower one.
+        tasks = Path(f"/proc/{pid}/task")
+        threads = [int(tid) for tid in os.listdir(tasks)] if tasks.is_dir() else []
+        assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in threads} <= {expected}
         answer = api.post("/v1/credit/predict/batch", json={"rows": rows}).json()
         ids = [p["request_id"] for p in answer["predictions"]]
         assert app.state.use_cases["credit"].shadow.flush(timeout=60)
