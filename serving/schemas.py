@@ -32,7 +32,9 @@ class ShadowInfo(BaseModel):
     version: str | None = Field(
         ..., description="The challenger version loaded now (None: the alias is not set)."
     )
-    scored_rows: int = Field(..., description="Rows this process shadow-scored so far.")
+    scored_rows: int = Field(
+        ..., description="Rows this worker's shadow process scored so far (across restarts)."
+    )
 
 
 class ModelInfo(BaseModel):
