@@ -294,6 +294,9 @@ class ShadowProcess:
         child = self._child
         if child is None or not child.alive or child.broken:
             return  # rows wait in the bounded queues for the next child
+        # Read before draining: a flush asked for by now covers rows queued before it, and
+        # those are all sent below, ahead of the sync.
+        wanted = self._sync_wanted
         for name, scorer in self.scorers.items():
             while scorer.depth:
                 with self._lock:
@@ -303,7 +306,6 @@ class ShadowProcess:
                     child.in_flight[name] += len(batch)
                 if not self._send(child, ("rows", name, batch)):
                     return
-        wanted = self._sync_wanted
         if wanted > child.sync_sent and self._send(child, ("sync", wanted)):
             child.sync_sent = wanted
 
