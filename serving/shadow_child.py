@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -66,7 +67,14 @@ def lower_priority(increment: int) -> int:
 
 
 def main(config: ShadowChildConfig, work: Connection, status: Connection) -> None:
-    """Entry point of the spawned shadow process: lower the priority, then import and serve."""
+    """Entry point of the spawned shadow process: lower the priority, then import and serve.
+
+    SIGTERM and SIGINT are ignored: a terminal's Ctrl-C or a stop signal sent to the whole
+    process group must not kill the child before the worker had it write what it holds; the
+    worker stops it (and it stops on its own when the worker's end of the pipe closes).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     niceness = lower_priority(config.nice)
     for name in _ONE_THREAD:
         os.environ.setdefault(name, "1")

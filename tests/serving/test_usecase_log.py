@@ -385,6 +385,7 @@ def test_shadow_scoring_runs_in_a_low_priority_child_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import os
+    import signal
 
     from serving.prediction_log import read_shadow_pairs
 
@@ -409,6 +410,13 @@ def test_shadow_scoring_runs_in_a_low_priority_child_process(
         tasks = Path(f"/proc/{pid}/task")
         threads = [int(tid) for tid in os.listdir(tasks)] if tasks.is_dir() else []
         assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in threads} <= {expected}
+        # A stop signal to the whole process group leaves the child to the worker's shutdown.
+        status = Path(f"/proc/{pid}/status")
+        if status.is_file():
+            ignored = re.search(r"^SigIgn:\s*([0-9a-f]+)$", status.read_text(), re.M)
+            assert ignored
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                assert int(ignored.group(1), 16) & (1 << (sig - 1))
         answer = api.post("/v1/credit/predict/batch", json={"rows": rows}).json()
         ids = [p["request_id"] for p in answer["predictions"]]
         assert app.state.use_cases["credit"].shadow.flush(timeout=60)
