@@ -6,6 +6,7 @@ registered in the session's MLflow store and served by the real app under `/v1/c
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -408,8 +409,9 @@ def test_shadow_scoring_runs_in_a_low_priority_child_process(
         assert process.niceness == expected == os.getpriority(os.PRIO_PROCESS, pid)
         # Linux keeps a niceness per thread: every thread of the child runs at the lower one.
         tasks = Path(f"/proc/{pid}/task")
-        threads = [int(tid) for tid in os.listdir(tasks)] if tasks.is_dir() else []
-        assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in threads} <= {expected}
+        for tid in os.listdir(tasks) if tasks.is_dir() else []:
+            with contextlib.suppress(ProcessLookupError):  # a short-lived thread may be gone
+                assert os.getpriority(os.PRIO_PROCESS, int(tid)) == expected
         # A stop signal to the whole process group leaves the child to the worker's shutdown.
         status = Path(f"/proc/{pid}/status")
         if status.is_file():
@@ -423,7 +425,8 @@ def test_shadow_scoring_runs_in_a_low_priority_child_process(
         # The rows were scored where the challenger lives: only the child holds it.
         assert process.pid == pid
         assert api.get("/v1/credit/model-info").json()["shadow"]["scored_rows"] == len(rows)
-        pairs = read_shadow_pairs(url, before, datetime.now(UTC), use_case="credit")
+    # Read once the app stopped: the champion's rows, which the pairs join, are written then.
+    pairs = read_shadow_pairs(url, before, datetime.now(UTC), use_case="credit")
     assert sorted(pairs["request_id"]) == sorted(ids)
     assert set(pairs["challenger_version"]) == {"2"}
     position = {rid: i for i, rid in enumerate(ids)}
@@ -467,7 +470,7 @@ def test_a_killed_shadow_process_is_restarted_and_scoring_resumes(
         assert shadow.flush(timeout=60)
         info = api.get("/v1/credit/model-info").json()["shadow"]
         metrics = api.get("/metrics").text
-        pairs = read_shadow_pairs(url, before, datetime.now(UTC), use_case="credit")
+    pairs = read_shadow_pairs(url, before, datetime.now(UTC), use_case="credit")
     assert process.restarts == 1
     restarts = re.search(r"^driftloop_shadow_process_restarts_total (\S+)$", metrics, re.M)
     assert restarts and float(restarts.group(1)) == 1
