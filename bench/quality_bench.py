@@ -56,6 +56,17 @@ from training.zoo import family_names
 
 IMDB_INDEX = "imdb_50k_aclimdb_index.csv.gz"
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "quality-imdb.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_relative(text: str) -> str:
+    """`text` with this checkout's absolute path cut to a repository-relative one.
+
+    Result files are committed: they must not carry the measuring machine's paths.
+    """
+    return text.replace(f"{REPO_ROOT}/", "")
+
+
 PUBLISHED = {
     "Maas et al. 2011 (full model + unlabeled)": 0.8889,
     "Wang & Manning 2012 NBSVM-bi": 0.9122,
@@ -273,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "mlflow": {
-            "tracking_uri": settings.mlflow_tracking_uri,
+            "tracking_uri": repo_relative(settings.mlflow_tracking_uri),
             "experiment": "quality-bench",
             "parent_run_id": outcome["parent_run_id"],
             "model_run_id": outcome["refit"]["run_id"],
