@@ -83,6 +83,11 @@ def stack_env() -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            # A task pod's whole spec is a templated field: Airflow's default of 4096
+            # characters cuts it short in Rendered Templates. The Helm values use 65536.
+            "AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH": os.environ.get(
+                "AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH", "65536"
+            ),
             # Local demo only: every visitor is admin, no login. Never in production.
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": os.environ.get(
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.py"
 
@@ -73,3 +74,16 @@ def test_the_kubernetes_mode_test_stack_shares_no_port_with_the_first() -> None:
     assert KUBERNETES_PORTS.keys() == PORTS.keys()
     assert not set(KUBERNETES_PORTS.values()) & set(PORTS.values())
     assert len(set(KUBERNETES_PORTS.values())) == len(KUBERNETES_PORTS)
+
+
+def test_rendered_templates_hold_a_whole_pod_spec_as_the_chart_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH", raising=False)
+    values = yaml.safe_load(
+        (STACK.parents[1] / "k8s" / "airflow" / "values.yaml").read_text(encoding="utf-8")
+    )
+    env = _load_stack(monkeypatch, tmp_path).stack_env()
+
+    chart = str(values["config"]["core"]["max_templated_field_length"])
+    assert env["AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH"] == chart
