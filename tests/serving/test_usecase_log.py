@@ -7,7 +7,9 @@ registered in the session's MLflow store and served by the real app under `/v1/c
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from contracts.credit import FEATURE_CONTRACT_VERSION, RAW_FIELDS
 from contracts.sources import load_sources, source_columns
 from features.credit import FEATURE_COLUMNS, RAW_COLUMNS, build_features
 from serving.app import create_app
-from serving.prediction_log import log_schema, read_predictions
+from serving.prediction_log import log_schema, read_predictions, read_shadow_pairs
 from synthetic.credit import generate
 
 
@@ -235,7 +237,6 @@ def test_shadow_challenger_scores_a_sampled_share_in_the_background_and_is_compa
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from serving.live_compare import live_comparison
-    from serving.prediction_log import read_shadow_pairs
     from serving.shadow import sampled
 
     monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
@@ -373,6 +374,14 @@ def _wait_for(check: Any, what: str) -> None:
     raise AssertionError(f"gave up waiting: {what}")
 
 
+def _shadow_log(
+    credit_models: CreditModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, datetime]:
+    """Serve the credit models by name; the prediction log's URL and a start before any row."""
+    monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
+    return f"sqlite:///{tmp_path / 'predictions.db'}", datetime.now(UTC) - timedelta(seconds=1)
+
+
 def _challenger_scores(credit_models: CreditModels, rows: list[dict[str, Any]]) -> Any:
     features = build_features(pd.DataFrame(rows))[list(FEATURE_COLUMNS)]
     return credit_models.pipelines["2"].predict_proba(features)[:, 1]
@@ -385,14 +394,7 @@ def test_shadow_scoring_runs_in_a_low_priority_child_process(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import os
-    import signal
-
-    from serving.prediction_log import read_shadow_pairs
-
-    monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
-    url = f"sqlite:///{tmp_path / 'predictions.db'}"
-    before = datetime.now(UTC) - timedelta(seconds=1)
+    url, before = _shadow_log(credit_models, tmp_path, monkeypatch)
     app = _shadow_app(credit_models, settings_for, champion_name, url, shadow_nice=5)
     rows = credit_models.rows[:30]
     with TestClient(app) as api:
@@ -442,14 +444,7 @@ def test_a_killed_shadow_process_is_restarted_and_scoring_resumes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import os
-    import signal
-
-    from serving.prediction_log import read_shadow_pairs
-
-    monkeypatch.setenv("DRIFTLOOP_MODEL_NAME_CREDIT", credit_models.name)
-    url = f"sqlite:///{tmp_path / 'predictions.db'}"
-    before = datetime.now(UTC) - timedelta(seconds=1)
+    url, before = _shadow_log(credit_models, tmp_path, monkeypatch)
     app = _shadow_app(credit_models, settings_for, champion_name, url)
     shadow = app.state.use_cases["credit"].shadow
     first, second = credit_models.rows[:10], credit_models.rows[10:25]
