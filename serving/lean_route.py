@@ -18,6 +18,7 @@ Unmarked endpoints of the same router keep FastAPI's handler.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,9 @@ from starlette.types import Receive, Scope, Send
 
 _MARK = "__driftloop_request_only__"
 
+# What json.dumps(payload, ensure_ascii=False) builds on every call, built once.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -34,6 +38,13 @@ def request_only(endpoint: Endpoint) -> Endpoint:
     """Mark an `async def f(request) -> Response` endpoint to be called without dependencies."""
     setattr(endpoint, _MARK, True)
     return endpoint
+
+
+def json_response(payload: dict[str, Any], status_code: int = 200) -> Response:
+    """A `request_only` endpoint's answer: `payload` as UTF-8 JSON, encoded once."""
+    return Response(
+        _encode(payload).encode(), status_code=status_code, media_type="application/json"
+    )
 
 
 def _takes_only_the_request(route: APIRoute) -> bool:

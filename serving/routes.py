@@ -15,7 +15,6 @@ re-encoding of an object the route just built would only add latency.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 from core.usecases import DEFAULT_USE_CASE, get_use_case
 from serving.deps import AdminDep, HolderDep, ModelDep, RuntimeDep
 from serving.lean_route import LeanRoute, request_only
+from serving.lean_route import json_response as _json
 from serving.metrics import CONTENT_TYPE
 from serving.model import LoadedModel, ModelLoadError
 from serving.query import strict_bool
@@ -128,16 +128,6 @@ async def _rate_limit(runtime: ServingRuntime, request: Request, route: str, cos
             ),
             headers={"Retry-After": retry_after_header(decision.retry_after_seconds)},
         )
-
-
-# What json.dumps(payload, ensure_ascii=False) builds on every call, built once.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _json(payload: dict[str, Any], status_code: int = 200) -> Response:
-    return Response(
-        _encode(payload).encode(), status_code=status_code, media_type="application/json"
-    )
 
 
 _VALIDATION_ERROR = {

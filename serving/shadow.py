@@ -80,7 +80,6 @@ class ShadowScorer:
         self.version: str | None = None  # the challenger the child holds, as it last said
         self.scored_rows = 0
         self.busy_seconds = 0.0
-        self.in_flight = 0  # rows sent to the child and not reported back yet
         self.process: Any = None  # the worker's ShadowProcess, once attached
         self._queue: collections.deque[tuple[str, Any, str]] = collections.deque()
         self._wake: Callable[[], None] | None = None

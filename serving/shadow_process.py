@@ -43,6 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from serving.metrics import ServingMetrics
+from serving.prediction_log import log_schema
 from serving.shadow import ShadowScorer
 from serving.shadow_child import ShadowChildConfig, main
 
@@ -101,6 +102,11 @@ class ShadowProcess:
         self._feeding = True
         self._feeder: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
+        # The shadow tables' writer queue depth, which the child reports, per use case.
+        self._log_depth = {
+            name: metrics.log_queue_depth.labels(log_schema(name).shadow().predictions_table)
+            for name in self.scorers
+        }
         for scorer in scorers:
             scorer.process = self
             scorer._wake = self._wake.set
@@ -257,8 +263,7 @@ class ShadowProcess:
             if dropped:
                 self.metrics.log_dropped.inc(dropped)
             if depth is not None:
-                table = self.scorers[name].use_case.name
-                self.metrics.log_queue_depth.labels(_shadow_table(table)).set(depth)
+                self._log_depth[name].set(depth)
         elif kind == "synced":
             with self._changed:
                 self._synced = max(self._synced, message[1])
@@ -317,9 +322,3 @@ class ShadowProcess:
                 child.broken = True  # the supervisor sees the child's end and counts its rows
                 return False
         return True
-
-
-def _shadow_table(use_case: str) -> str:
-    from serving.prediction_log import log_schema
-
-    return log_schema(use_case).shadow().predictions_table

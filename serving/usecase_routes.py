@@ -14,7 +14,6 @@ carries `reasons` (strongest first), computed from the served model and the feat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.batching import MicroBatcher, Scored
 from serving.lean_route import LeanRoute, request_only
+from serving.lean_route import json_response as _json
 from serving.model import ModelHolder
 from serving.prediction_log import PredictionLog, UnknownRequestError
 from serving.query import strict_bool
@@ -108,13 +108,6 @@ class UseCaseRuntime:
         else:
             raws = [tuple(item.get(c) for c in uc.raw_columns) for item in items]
         record_predictions(log, request_ids, raws, scored, labels)
-
-
-_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False)
-
-
-def _json(payload: dict[str, Any]) -> Response:
-    return Response(_encode(payload).encode(), media_type="application/json")
 
 
 def _body_errors(error: ValidationError) -> RequestValidationError:
